@@ -1,0 +1,1 @@
+"""Qt-free core: model contract, inference, gating, storage and frame sources."""

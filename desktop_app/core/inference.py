@@ -1,0 +1,228 @@
+"""The quality engine: an exported ONNX model run by onnxruntime on camera frames and photos."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from desktop_app.core.model_meta import (
+    METADATA_KEY,
+    ModelContractError,
+    ModelMeta,
+    check_graph_consistency,
+)
+from desktop_app.core.tiling import PatchLayout, image_to_patches, normalise_patches
+
+logger = logging.getLogger(__name__)
+
+GridName = Literal["live", "capture"]
+ColourOrder = Literal["RGB", "BGR"]
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """The verdict on one frame or photo.
+
+    ``score`` is the MIL-pooled probability that raters would call the image acceptable (higher is
+    better); ``patch_scores`` and ``mil_weights`` are float32 ``[rows, cols]`` maps laid out on the
+    image (``layout.boxes`` gives each cell's pixel box in the original image).
+    """
+
+    score: float
+    threshold: float
+    accepted: bool
+    expected_level: float
+    level_probs: np.ndarray
+    patch_scores: np.ndarray
+    mil_weights: np.ndarray
+    reasons: dict[str, float]
+    layout: PatchLayout
+    grid: GridName
+    model_version: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def top_reasons(self, min_probability: float = 0.5) -> list[str]:
+        """Reason names at or above ``min_probability``, most likely first."""
+        ranked = sorted(self.reasons.items(), key=lambda kv: kv[1], reverse=True)
+        return [name for name, p in ranked if p >= min_probability]
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(preference: str = "auto") -> list[str]:
+    """``auto``: CUDA when onnxruntime has it, else CPU; ``cpu``: CPU; ``cuda``: CUDA or fail."""
+    available = available_providers()
+    if preference == "cpu":
+        return ["CPUExecutionProvider"]
+    if preference == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelContractError(
+                "CUDA was requested but this onnxruntime has no CUDA provider "
+                "(install the 'gpu' extra: onnxruntime-gpu)."
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class QualityEngine:
+    """Load a contract-conforming ONNX model and score uint8 images.
+
+    Thread safety: ``score`` may be called from one worker thread at a time per engine.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: str = "auto",
+        intra_op_threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        t0 = time.perf_counter()
+        if not self.model_path.is_file():
+            raise ModelContractError(f"No model file at {self.model_path}.")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = intra_op_threads or int(os.environ.get("SKIN_CAPTURE_THREADS", "0") or 0)
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=choose_providers(providers)
+            )
+        except ModelContractError:
+            raise
+        except Exception as exc:
+            raise ModelContractError(
+                f"The model file {self.model_path.name} could not be loaded; it may be damaged "
+                f"or truncated ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})."
+            ) from exc
+        custom = self._session.get_modelmeta().custom_metadata_map
+        self.meta = ModelMeta.from_json(custom.get(METADATA_KEY))
+        check_graph_consistency(
+            self.meta,
+            {i.name: list(i.shape) for i in self._session.get_inputs()},
+            {o.name: list(o.shape) for o in self._session.get_outputs()},
+        )
+        io = self.meta.graph_io
+        self._output_names = [
+            io.output_score,
+            io.output_level_probs,
+            io.output_patch_scores,
+            io.output_mil_weights,
+        ]
+        if self.meta.reason_names:
+            self._output_names.append(io.output_reasons)
+        self.load_ms = (time.perf_counter() - t0) * 1000.0
+        logger.info(
+            "Loaded model %s %s (%s) with %s in %.0f ms",
+            self.meta.model_name,
+            self.meta.model_version,
+            self.meta.precision,
+            self.provider,
+            self.load_ms,
+        )
+
+    @property
+    def provider(self) -> str:
+        return str(self._session.get_providers()[0])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.decision.threshold)
+
+    def prepare(
+        self, image: np.ndarray, grid: GridName = "capture", colour_order: ColourOrder = "RGB"
+    ) -> tuple[np.ndarray, PatchLayout]:
+        """uint8 ``[H, W, 3]`` image -> (float32 ``[N, 3, P, P]`` model input, layout)."""
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"expected an [H, W, 3] image, got shape {image.shape}")
+        if image.shape[2] == 4:
+            image = image[:, :, :3]
+        if colour_order == "BGR":
+            image = image[:, :, ::-1]
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        spec = self.meta.tiling.live if grid == "live" else self.meta.tiling.capture
+        patches, layout = image_to_patches(image, self.meta.tiling.patch_size, spec)
+        return normalise_patches(patches, self.meta.input), layout
+
+    def run_patches(self, patches: np.ndarray) -> list[np.ndarray]:
+        """Raw graph outputs for one bag float32 ``[N, 3, P, P]`` (in ``_output_names`` order)."""
+        feeds = {self.meta.graph_io.input_patches: patches}
+        return [np.asarray(o) for o in self._session.run(self._output_names, feeds)]
+
+    def score(
+        self, image: np.ndarray, grid: GridName = "capture", colour_order: ColourOrder = "RGB"
+    ) -> QualityResult:
+        """Score a uint8 ``[H, W, 3]`` image (``colour_order`` says how its channels are stored)."""
+        t0 = time.perf_counter()
+        patches, layout = self.prepare(image, grid, colour_order)
+        t1 = time.perf_counter()
+        outputs = self.run_patches(patches)
+        t2 = time.perf_counter()
+        score = float(np.asarray(outputs[0]).reshape(-1)[0])
+        level_probs = np.asarray(outputs[1], dtype=np.float32).reshape(-1)
+        levels = np.arange(1, level_probs.size + 1, dtype=np.float32)
+        reasons: dict[str, float] = {}
+        if self.meta.reason_names:
+            values = np.asarray(outputs[4], dtype=np.float32).reshape(-1)
+            reasons = {n: float(v) for n, v in zip(self.meta.reason_names, values, strict=True)}
+        return QualityResult(
+            score=score,
+            threshold=self.threshold,
+            accepted=score >= self.threshold,
+            expected_level=float((level_probs * levels).sum()),
+            level_probs=level_probs,
+            patch_scores=np.asarray(outputs[2], np.float32).reshape(layout.rows, layout.cols),
+            mil_weights=np.asarray(outputs[3], np.float32).reshape(layout.rows, layout.cols),
+            reasons=reasons,
+            layout=layout,
+            grid=grid,
+            model_version=self.meta.model_version,
+            timings_ms={
+                "preprocess": (t1 - t0) * 1000.0,
+                "inference": (t2 - t1) * 1000.0,
+                "total": (time.perf_counter() - t0) * 1000.0,
+            },
+        )
+
+
+def default_model_path() -> Path | None:
+    """The model the app uses when none is configured: ``$SKIN_CAPTURE_MODEL`` or the bundled one.
+
+    Bundled models live in ``resources/models``; int8 is preferred on CPU.
+    """
+    env = os.environ.get("SKIN_CAPTURE_MODEL")
+    if env:
+        return Path(env)
+    from desktop_app.core.resources import resources_dir
+
+    folder = resources_dir() / "models"
+    for name in ("default-int8.onnx", "default-fp32.onnx"):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+NO_MODEL_MESSAGE = (
+    "No quality model is installed. Put a model exported by 'skin-capture-model export' at "
+    "resources/models/default-int8.onnx, set SKIN_CAPTURE_MODEL=/path/to/model.onnx, or pass "
+    "--model PATH."
+)

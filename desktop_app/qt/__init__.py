@@ -1,0 +1,1 @@
+"""Qt (PySide6) user interface: windows, widgets and workers."""

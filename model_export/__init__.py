@@ -1,0 +1,1 @@
+"""Training, evaluation and ONNX export of the patch-VGG16 MIL ordinal quality model."""

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from desktop_app.core.inference import QualityEngine
+from desktop_app.core.model_meta import GridSpec, InputSpec
+from desktop_app.core.tiling import image_to_patches, normalise_patches, plan_layout
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def engine(test_model_path: Path) -> QualityEngine:
+    return QualityEngine(test_model_path, providers="cpu")
+
+
+def test_layout_covers_image_without_padding() -> None:
+    layout = plan_layout(320, 640, 224, GridSpec(max_long_side=672))
+    assert (layout.rows, layout.cols) == (2, 3)
+    assert layout.resized_hw == (320, 640)
+    assert layout.boxes[0].tolist() == [0, 0, 224, 224]
+    assert layout.boxes[-1].tolist() == [640 - 224, 320 - 224, 640, 320]
+
+
+def test_layout_downscales_large_frames_and_never_enlarges_beyond_patch() -> None:
+    big = plan_layout(3000, 4000, 224, GridSpec(max_long_side=896))
+    assert big.resized_hw == (672, 896) and (big.rows, big.cols) == (3, 4)
+    small = plan_layout(100, 150, 224, GridSpec(max_long_side=896))
+    assert small.resized_hw == (224, 336)
+
+
+def test_layout_respects_patch_budget() -> None:
+    layout = plan_layout(300, 30000, 32, GridSpec(max_long_side=30000, max_patches=20))
+    assert layout.n <= 20
+
+
+def test_normalisation_follows_input_spec() -> None:
+    patch = np.zeros((1, 2, 2, 3), np.uint8)
+    patch[..., 0] = 255
+    rgb = normalise_patches(patch, InputSpec())
+    assert rgb.shape == (1, 3, 2, 2) and rgb[0, 0].max() == 1.0 and rgb[0, 2].max() == 0.0
+    spec = InputSpec(colour_order="BGR", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    bgr = normalise_patches(patch, spec)
+    assert bgr[0, 2, 0, 0] == pytest.approx(1.0) and bgr[0, 0, 0, 0] == pytest.approx(-1.0)
+
+
+def test_grid_maps_patches_to_image_regions(engine: QualityEngine) -> None:
+    # left half flat grey, right half textured: 4 columns of 32-pixel patches over 128 pixels
+    image = np.full((64, 128, 3), 128, np.uint8)
+    image[:, 64:] = textured(64, 64)
+    patches, layout = engine.prepare(image, grid="capture")
+    assert patches.shape == (layout.n, 3, 32, 32) and (layout.rows, layout.cols) == (2, 4)
+    per_patch_std = patches.reshape(layout.rows, layout.cols, -1).std(axis=2)
+    assert np.all(per_patch_std[:, :2] == 0.0)
+    assert np.all(per_patch_std[:, 2:] > 0.1)
+    result = engine.score(image)
+    assert result.patch_scores.shape == (2, 4)
+    assert np.all(result.patch_scores[:, 2:] > result.patch_scores[:, :2])
+    assert result.mil_weights.sum() == pytest.approx(1.0, abs=1e-5)
+    assert result.mil_weights[:, 2:].sum() > 0.9
+
+
+def test_engine_output_is_complete_and_deterministic(engine: QualityEngine) -> None:
+    image = textured(200, 300, seed=3)
+    first = engine.score(image)
+    second = engine.score(image.copy())
+    assert first.score == second.score
+    np.testing.assert_array_equal(first.patch_scores, second.patch_scores)
+    assert 0.0 <= first.score <= 1.0
+    assert first.level_probs.shape == (5,)
+    assert first.level_probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert 1.0 <= first.expected_level <= 5.0
+    assert set(first.reasons) == {"blur", "dark"}
+    assert first.accepted == (first.score >= first.threshold)
+    assert set(first.timings_ms) == {"preprocess", "inference", "total"}
+
+
+def test_blur_lowers_score_and_raises_blur_reason(engine: QualityEngine) -> None:
+    sharp = textured(96, 128, seed=5)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 4.0)
+    good, bad = engine.score(sharp), engine.score(blurred)
+    assert good.accepted and not bad.accepted
+    assert bad.reasons["blur"] > 0.5 > good.reasons["blur"]
+
+
+def test_bgr_frames_are_converted(engine: QualityEngine) -> None:
+    image = textured(64, 64, seed=9)
+    as_rgb, _ = engine.prepare(image, colour_order="RGB")
+    as_bgr, _ = engine.prepare(np.ascontiguousarray(image[:, :, ::-1]), colour_order="BGR")
+    np.testing.assert_array_equal(as_rgb, as_bgr)
+
+
+def test_live_grid_uses_fewer_or_equal_patches(engine: QualityEngine) -> None:
+    frame = textured(720, 1280, seed=1)
+    live, capture = engine.score(frame, grid="live"), engine.score(frame, grid="capture")
+    assert live.layout.n <= capture.layout.n
+    assert (live.layout.rows, live.layout.cols) == (2, 3)
+
+
+def test_grey_and_rgba_frames_are_accepted(engine: QualityEngine) -> None:
+    image_to_patches(textured(40, 40), 32, GridSpec(max_long_side=64))
+    grey = textured(64, 64)[:, :, 0]
+    rgba = np.dstack([textured(64, 64), np.full((64, 64), 255, np.uint8)])
+    assert engine.score(grey).layout.n == engine.score(rgba).layout.n

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop_app.cli import main
+
+
+def _write_images(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    sub = folder / "nested"
+    sub.mkdir(parents=True)
+    pixels = rng.integers(0, 256, size=(80, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "sharp.jpg", quality=95)
+    Image.fromarray(pixels).save(sub / "sharp.png")
+    Image.fromarray(pixels).save(sub / "sharp.webp")
+    Image.fromarray(pixels).save(sub / "sharp.tiff")
+    Image.fromarray(pixels).save(sub / "sharp.bmp")
+    (folder / "zero.jpg").write_bytes(b"")
+    good = (folder / "sharp.jpg").read_bytes()
+    (folder / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "not-an-image.png").write_text("this is text, not a PNG")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+
+
+def test_score_folder_reports_bad_files_and_scores_the_rest(
+    tmp_path: Path, test_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_images(tmp_path / "photos")
+    code = main(["score", "--model", str(test_model_path), "--json", str(tmp_path / "photos")])
+    assert code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    scored = {Path(r["path"]).name: r for r in records if "score" in r}
+    errors = {Path(r["path"]).name: r["error"] for r in records if "error" in r}
+    assert set(scored) == {"sharp.jpg", "sharp.png", "sharp.webp", "sharp.tiff", "sharp.bmp"}
+    assert set(errors) == {"zero.jpg", "corrupt.jpg", "not-an-image.png"}
+    assert "empty" in errors["zero.jpg"]
+    for record in scored.values():
+        assert record["decision"] in ("accept", "retake")
+        assert 0.0 <= record["score"] <= 1.0 and record["ms"] > 0
+        assert set(record) >= {"path", "score", "level", "decision", "reasons", "ms"}
+
+
+def test_score_exit_code_nonzero_only_when_nothing_scored(
+    tmp_path: Path, test_model_path: Path
+) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8garbage")
+    assert main(["score", "--model", str(test_model_path), str(bad)]) == 1
+
+
+def test_score_honours_exif_orientation(tmp_path: Path) -> None:
+    from desktop_app.core.image_io import load_rgb
+
+    img = Image.new("RGB", (40, 20), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_rgb(tmp_path / "rot.jpg").shape[:2] == (40, 20)
+
+
+def test_score_without_model_explains_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SKIN_CAPTURE_RESOURCES", str(tmp_path / "empty"))
+    assert main(["score", str(tmp_path)]) == 2
+    assert "No quality model is installed" in capsys.readouterr().err
+
+
+def test_score_with_broken_model_gives_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a model")
+    assert main(["score", "--model", str(model), str(tmp_path)]) == 2
+    assert "damaged or truncated" in capsys.readouterr().err
