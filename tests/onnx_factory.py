@@ -55,6 +55,8 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
         ),
         numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes_chw"),
         numpy_helper.from_array(np.array([0], np.int64), "axes_0"),
+        numpy_helper.from_array(np.array([1], np.int64), "axes_1"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.array([-1], np.int64), "shape_flat"),
         numpy_helper.from_array(np.array([1, -1], np.int64), "shape_row"),
         numpy_helper.from_array(np.array(SHARPNESS_CENTRE, np.float32), "sharp_c"),
@@ -77,7 +79,11 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
         helper.make_node("Sub", ["sharp", "sharp_c"], ["sharp_d"]),
         helper.make_node("Mul", ["sharp_d", "sharp_g"], ["patch_logit"]),
         helper.make_node("Sigmoid", ["patch_logit"], ["patch_scores"]),
-        helper.make_node("Mul", ["sharp", "att_g"], ["att_logit"]),
+        helper.make_node("Mul", ["sharp", "att_g"], ["att_raw"]),
+        # positions do not change this test model's output, but the input is consumed
+        helper.make_node("ReduceSum", ["positions", "axes_1"], ["pos_sum"], keepdims=0),
+        helper.make_node("Mul", ["pos_sum", "zero"], ["pos_zero"]),
+        helper.make_node("Add", ["att_raw", "pos_zero"], ["att_logit"]),
         helper.make_node("Softmax", ["att_logit"], ["mil_weights"], axis=0),
         helper.make_node("Mul", ["mil_weights", "patch_scores"], ["weighted"]),
         helper.make_node("ReduceSum", ["weighted", "axes_0"], ["score"], keepdims=1),
@@ -122,7 +128,10 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
     graph = helper.make_graph(
         nodes,
         "test_sharpness_mil",
-        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["N", 3, p, p])],
+        [
+            helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["N", 3, p, p]),
+            helper.make_tensor_value_info("positions", TensorProto.FLOAT, ["N", 2]),
+        ],
         outputs,
         initializer=inits,
     )

@@ -109,3 +109,13 @@ def test_grey_and_rgba_frames_are_accepted(engine: QualityEngine) -> None:
     grey = textured(64, 64)[:, :, 0]
     rgba = np.dstack([textured(64, 64), np.full((64, 64), 255, np.uint8)])
     assert engine.score(grey).layout.n == engine.score(rgba).layout.n
+
+
+def test_positions_are_patch_centres_in_unit_square() -> None:
+    from desktop_app.core.tiling import patch_positions
+
+    layout = plan_layout(320, 640, 224, GridSpec(max_long_side=672))
+    pos = patch_positions(layout)
+    assert pos.shape == (6, 2)
+    assert pos[0, 0] == pytest.approx(224 / 640 - 1) and pos[0, 1] == pytest.approx(224 / 320 - 1)
+    assert pos[-1, 0] == pytest.approx(1 - 224 / 640) and pos[1, 0] == pytest.approx(0.0)

@@ -80,7 +80,7 @@ def test_wrong_input_rank_is_refused() -> None:
     with pytest.raises(ModelContractError, match="rank 3"):
         check_graph_consistency(
             meta,
-            {"patches": ["N", 3, 32]},
+            {"patches": ["N", 3, 32], "positions": ["N", 2]},
             {n: ["N"] for n in ("score", "level_probs", "patch_scores", "mil_weights", "reasons")},
         )
 
@@ -90,13 +90,13 @@ def test_missing_output_and_level_mismatch_are_refused() -> None:
     with pytest.raises(ModelContractError, match="output 'reasons' is missing"):
         check_graph_consistency(
             meta,
-            {"patches": ["N", 3, 32, 32]},
+            {"patches": ["N", 3, 32, 32], "positions": ["N", 2]},
             {"score": [1], "level_probs": [1, 5], "patch_scores": ["N"], "mil_weights": ["N"]},
         )
     with pytest.raises(ModelContractError, match="3 ordinal levels"):
         check_graph_consistency(
             meta,
-            {"patches": ["N", 3, 32, 32]},
+            {"patches": ["N", 3, 32, 32], "positions": ["N", 2]},
             {
                 "score": [1],
                 "level_probs": [1, 3],

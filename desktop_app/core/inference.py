@@ -17,7 +17,12 @@ from desktop_app.core.model_meta import (
     ModelMeta,
     check_graph_consistency,
 )
-from desktop_app.core.tiling import PatchLayout, image_to_patches, normalise_patches
+from desktop_app.core.tiling import (
+    PatchLayout,
+    image_to_patches,
+    normalise_patches,
+    patch_positions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +167,13 @@ class QualityEngine:
         patches, layout = image_to_patches(image, self.meta.tiling.patch_size, spec)
         return normalise_patches(patches, self.meta.input), layout
 
-    def run_patches(self, patches: np.ndarray) -> list[np.ndarray]:
-        """Raw graph outputs for one bag float32 ``[N, 3, P, P]`` (in ``_output_names`` order)."""
-        feeds = {self.meta.graph_io.input_patches: patches}
+    def run_patches(self, patches: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+        """Raw graph outputs for one bag (in ``_output_names`` order).
+
+        ``patches`` float32 ``[N, 3, P, P]``; ``positions`` float32 ``[N, 2]``.
+        """
+        io = self.meta.graph_io
+        feeds = {io.input_patches: patches, io.input_positions: positions}
         return [np.asarray(o) for o in self._session.run(self._output_names, feeds)]
 
     def score(
@@ -174,7 +183,7 @@ class QualityEngine:
         t0 = time.perf_counter()
         patches, layout = self.prepare(image, grid, colour_order)
         t1 = time.perf_counter()
-        outputs = self.run_patches(patches)
+        outputs = self.run_patches(patches, patch_positions(layout))
         t2 = time.perf_counter()
         score = float(np.asarray(outputs[0]).reshape(-1)[0])
         level_probs = np.asarray(outputs[1], dtype=np.float32).reshape(-1)

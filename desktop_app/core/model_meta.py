@@ -9,6 +9,8 @@ Graph interface fixed by schema version 1 (names are in :class:`GraphIO`):
 
 * input  ``patches``      float32 ``[N, 3, P, P]`` - one bag: the N patches of one image, colour
   order / value range / normalisation as in :class:`InputSpec`; N is dynamic.
+* input  ``positions``    float32 ``[N, 2]``       - each patch's centre (x, y) in the original
+  image, scaled to [-1, 1] (so framing can be judged); see ``core.tiling.patch_positions``.
 * output ``score``        float32 ``[1]``       - MIL-pooled probability that raters call the
   image acceptable (rating >= ``acceptable_level``); the threshold applies to it.
 * output ``level_probs``  float32 ``[1, K]``    - probability of each ordinal level.
@@ -50,6 +52,7 @@ class GraphIO:
     """Tensor names of the exported graph (fixed per schema version)."""
 
     input_patches: str = "patches"
+    input_positions: str = "positions"
     output_score: str = "score"
     output_level_probs: str = "level_probs"
     output_patch_scores: str = "patch_scores"
@@ -258,9 +261,10 @@ def check_graph_consistency(
     """
     io = meta.graph_io
     problems: list[str] = []
-    if set(input_shapes) != {io.input_patches}:
+    expected_inputs = {io.input_patches, io.input_positions}
+    if set(input_shapes) != expected_inputs:
         problems.append(
-            f"graph inputs are {sorted(input_shapes)}, expected exactly ['{io.input_patches}']"
+            f"graph inputs are {sorted(input_shapes)}, expected {sorted(expected_inputs)}"
         )
     else:
         shape = input_shapes[io.input_patches]
@@ -274,6 +278,9 @@ def check_graph_consistency(
                 problems.append(
                     f"input patch is {shape[2]}x{shape[3]} but the metadata says {p}x{p}"
                 )
+        pos = input_shapes[io.input_positions]
+        if len(pos) != 2 or pos[1] != 2:
+            problems.append(f"input '{io.input_positions}' has shape {pos}, expected [N, 2]")
     required = [
         io.output_score,
         io.output_level_probs,

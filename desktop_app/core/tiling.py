@@ -124,6 +124,15 @@ def image_to_patches(
     return cut_patches(resize_for_layout(image_rgb, layout), layout), layout
 
 
+def patch_positions(layout: PatchLayout) -> np.ndarray:
+    """Patch centres (x, y) in the original image scaled to [-1, 1]: float32 ``[N, 2]``."""
+    h, w = layout.original_hw
+    boxes = layout.boxes.astype(np.float32)
+    cx = (boxes[:, 0] + boxes[:, 2]) * 0.5 / w * 2.0 - 1.0
+    cy = (boxes[:, 1] + boxes[:, 3]) * 0.5 / h * 2.0 - 1.0
+    return np.ascontiguousarray(np.stack([cx, cy], axis=1), dtype=np.float32)
+
+
 def patch_values_to_map(values: np.ndarray, layout: PatchLayout) -> np.ndarray:
     """float ``[N]`` per-patch values -> float32 ``[rows, cols]`` grid map (row-major)."""
     return np.asarray(values, dtype=np.float32).reshape(layout.rows, layout.cols)
