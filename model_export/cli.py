@@ -1,0 +1,233 @@
+"""``skin-capture-model``: train, evaluate, export and compare quality models.
+
+Subcommands (``--help`` on each for options):
+
+* ``train --config FILE.toml``          train (resumes ``out_dir`` when it holds a run)
+* ``extract --config FILE.toml``        only compute the descriptor cache (all CSV images)
+* ``evaluate --run DIR``                metrics, threshold, plots, JSON report
+* ``export --run DIR``                  ONNX fp32 + int8 with metadata, checks, model card
+* ``compare-pooling --config FILE``     mean vs max vs attention on the same features
+* ``bench-extractor``                   descriptor extraction speed per patch (torch vs onnxruntime)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("skin_capture_model")
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "out_dir", None):
+        overrides["out_dir"] = str(Path(args.out_dir).resolve())
+    if getattr(args, "epochs", None):
+        overrides["epochs"] = args.epochs
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    if getattr(args, "extractor", None):
+        overrides["extractor"] = args.extractor
+    if getattr(args, "cache_dir", None):
+        overrides["cache_dir"] = str(Path(args.cache_dir).resolve())
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skin-capture-model",
+        description="Train, evaluate and export the patch-VGG16 MIL ordinal quality model.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, required=True, help="TOML (or YAML) config")
+        p.add_argument("--out-dir", help="override out_dir")
+        p.add_argument("--epochs", type=int, help="override epochs")
+        p.add_argument("--device", help="override device (auto, cpu, cuda)")
+        p.add_argument("--extractor", choices=("auto", "torch", "onnxruntime"))
+        p.add_argument("--cache-dir", help="override the descriptor cache folder")
+
+    train = sub.add_parser("train", help="train a model")
+    config_args(train)
+    train.add_argument("--restart", action="store_true", help="discard a run in out_dir")
+
+    extract = sub.add_parser("extract", help="fill the descriptor cache for the config's CSVs")
+    config_args(extract)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a training run")
+    evaluate.add_argument("--run", type=Path, required=True, help="the run's out_dir")
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    evaluate.add_argument(
+        "--external",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="extra dataset CSVs evaluated as external sets",
+    )
+    evaluate.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
+    evaluate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    evaluate.add_argument("--threshold", type=float, help="use this threshold, not Youden")
+    evaluate.add_argument("--json", action="store_true", help="print the JSON report")
+
+    export = sub.add_parser("export", help="export ONNX fp32 + int8 with checks and model card")
+    export.add_argument("--run", type=Path, required=True, help="the run's out_dir")
+    export.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    export.add_argument("--out", type=Path, help="output folder (default RUN/export)")
+    export.add_argument("--name", help="file name stem (default: the config's model_name)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="ONNX vs PyTorch max diff")
+    export.add_argument("--max-auc-drop", type=float, default=0.005, help="int8 vs fp32")
+    export.add_argument("--calibration-images", type=int, default=64)
+    export.add_argument(
+        "--max-check-images",
+        type=int,
+        default=0,
+        help="limit validation images for the int8 AUC check (0: all)",
+    )
+    export.add_argument("--no-int8", action="store_true", help="export fp32 only")
+    export.add_argument(
+        "--full-range",
+        action="store_true",
+        help="8-bit weights (default 7-bit reduce_range: safe without VNNI)",
+    )
+
+    compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
+    config_args(compare)
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
+    compare.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
+    compare.add_argument("--restart", action="store_true")
+
+    bench = sub.add_parser("bench-extractor", help="descriptor extraction speed per patch")
+    bench.add_argument("--weights", default="", help="VGG16 weights (default: ../shared npz)")
+    bench.add_argument("--patch-size", type=int, default=224)
+    bench.add_argument("--batch", type=int, default=6, help="patches per call")
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--threads", type=int, default=0)
+    bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from model_export.config import ConfigError
+    from model_export.data import DatasetError
+    from model_export.export import ExportCheckError
+    from model_export.train import TrainingError
+
+    try:
+        return _dispatch(args)
+    except (ConfigError, DatasetError, TrainingError, ExportCheckError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    progress = not args.no_progress
+    if args.command in ("train", "extract", "compare-pooling"):
+        from model_export.config import load_config
+
+        config = load_config(args.config, _config_overrides(args))
+        if args.command == "train":
+            from model_export.train import train
+
+            result = train(config, progress=progress, restart=args.restart)
+            print(
+                f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
+                f"run in {result.out_dir}"
+            )
+            return 0
+        if args.command == "extract":
+            return _extract(config, progress)
+        from model_export.compare import compare_pooling, format_comparison
+
+        results = compare_pooling(
+            config, args.poolings, args.seeds, progress=progress, restart=args.restart
+        )
+        print(format_comparison(results, len(args.seeds)))
+        return 0
+    if args.command == "evaluate":
+        from model_export.evaluate import evaluate_run, format_report
+
+        report = evaluate_run(
+            args.run,
+            args.checkpoint,
+            args.external,
+            args.out,
+            n_boot=args.bootstrap,
+            threshold=args.threshold,
+            progress=progress,
+        )
+        print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
+        return 0
+    if args.command == "export":
+        from model_export.export import export_run
+
+        result = export_run(
+            args.run,
+            args.out,
+            args.name,
+            args.checkpoint,
+            tol=args.tolerance,
+            max_auc_drop=args.max_auc_drop,
+            calibration_images=args.calibration_images,
+            max_check_images=args.max_check_images,
+            int8=not args.no_int8,
+            reduce_range=not args.full_range,
+            progress=progress,
+        )
+        print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
+        if result.int8_path is not None and result.auc_int8 is not None:
+            print(
+                f"int8: {result.int8_path} (validation AUC {result.auc_int8:.4f} vs fp32 "
+                f"{result.auc_fp32:.4f})"
+            )
+        print(f"model card: {result.card_path}")
+        return 0
+    if args.command == "bench-extractor":
+        from model_export.features import bench_extractors
+
+        print(
+            json.dumps(
+                bench_extractors(
+                    args.weights, args.patch_size, args.batch, args.runs, args.threads, args.int8
+                ),
+                indent=2,
+            )
+        )
+        return 0
+    raise AssertionError(args.command)
+
+
+def _extract(config: Any, progress: bool) -> int:
+    from model_export.data import load_datasets
+    from model_export.features import build_trunk
+    from model_export.train import make_cache, pick_device
+
+    dataset = load_datasets(config.csv, config.k_levels, config.acceptable_level, config.reasons)
+    device = pick_device(config.device)
+    cache = make_cache(config, build_trunk(config.weights, config.seed), device)
+    cache.get_many([im.path for im in dataset.images], progress=progress)
+    s = cache.stats
+    rate = s["patches"] / s["extract_s"] if s["extract_s"] else float("nan")
+    print(
+        f"{len(dataset)} images: {s['computed']} computed ({s['patches']} patches, "
+        f"{rate:.2f} patches/s with {cache.extractor_name}), {s['hits']} already cached; "
+        f"cache {cache.dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,556 @@
+"""``skin-capture-model export``: ONNX fp32 + int8 carrying the model contract, with checks.
+
+1. fp32: ``torch.onnx.export`` of :class:`PatchMILQualityNet` (opset 17, dynamic N) with the
+   :class:`ModelMeta` JSON under ``metadata_props``; onnxruntime outputs are compared with PyTorch
+   on real validation images at both grids (max abs difference over all outputs <= ``tol``).
+2. int8: ``onnxruntime.quantization.quantize_static``, QDQ, per-channel int8 weights, uint8
+   activations, calibrated on real training-image patches cut by the shared tiling. Only the
+   convolutions are quantized (>99 % of the compute); the small head (attention softmax, CORAL
+   thresholds) stays fp32. Its validation AUC must be within ``max_auc_drop`` of fp32's.
+3. A model card (Markdown) and ``NAME-torch.pt`` (head weights + architecture, for
+   ``model_export.bench_torch``).
+
+A model that fails a check is not written (the files are built in a temporary folder and only
+moved into place when every check passed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from desktop_app.core.model_meta import (
+    METADATA_KEY,
+    DecisionSpec,
+    GraphIO,
+    InputSpec,
+    ModelMeta,
+    OrdinalSpec,
+)
+from model_export.config import TrainConfig
+from model_export.evaluate import evaluate_run, load_eval_dataset
+from model_export.features import tile_image
+from model_export.metrics import roc_auc
+from model_export.model import PatchMILQualityNet
+from model_export.train import TrainingError, load_checkpoint, model_from_checkpoint
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+NORMALISATION_NOTE = (
+    "RGB in [0, 1]; the Caffe/Keras preprocessing of the ImageNet VGG16 weights (BGR, 0-255, "
+    "minus the mean [103.939, 116.779, 123.68]) is folded into the first convolution"
+)
+
+
+class ExportCheckError(RuntimeError):
+    """An exported model failed a check and was not written."""
+
+
+@dataclass
+class ExportResult:
+    fp32_path: Path
+    int8_path: Path | None
+    card_path: Path
+    torch_path: Path
+    max_abs_diff: float
+    auc_fp32: float
+    auc_int8: float | None
+    meta: ModelMeta
+
+
+def build_meta(
+    payload: dict[str, Any], report: dict[str, Any], precision: str, extra_metrics: dict[str, Any]
+) -> ModelMeta:
+    """The contract record from the checkpoint and the evaluation report."""
+    config = TrainConfig.from_dict(payload["config"])
+    summary = payload["dataset_summary"]
+    training_data = (
+        f"{summary['images']} rated images ({summary['good']} good, {summary['poor']} poor; "
+        f"cohorts {summary['cohorts']}; splits {summary['splits']}) from "
+        + ", ".join(Path(s).name for s in summary["sources"])
+    )
+    metrics: dict[str, Any] = {"threshold_method": report["threshold"]}
+    for split, entry in report["splits"].items():
+        if split == "train":
+            continue
+        m = entry["all"]
+        metrics[split] = {
+            "n": m["n"],
+            **{
+                key: {"value": m[key]["value"], "ci95": m[key]["ci95"]}
+                for key in ("auc", "sensitivity", "specificity", "ppv", "npv")
+            },
+            "cohorts": {
+                c: {"n": cm["n"], "auc": cm["auc"]["value"]} for c, cm in entry["cohorts"].items()
+            },
+        }
+    metrics.update(extra_metrics)
+    metrics["architecture"] = {
+        "trunk": "VGG16-D conv, frozen"
+        if config.trainable_blocks == 0
+        else f"VGG16-D conv, last {config.trainable_blocks} block(s) fine-tuned",
+        "pooling": config.pooling,
+        "ordinal": "CORAL",
+        "embed_dim": config.embed_dim,
+        "hidden_dim": config.hidden_dim,
+    }
+    return ModelMeta(
+        model_name=config.model_name,
+        model_version=config.model_version,
+        created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        training_data=training_data,
+        input=InputSpec(normalisation_note=NORMALISATION_NOTE),
+        tiling=config.tiling(),
+        ordinal=OrdinalSpec(levels=tuple(config.levels), acceptable_level=config.acceptable_level),
+        reason_names=tuple(payload["reason_names"]),
+        decision=DecisionSpec(threshold=float(report["threshold"]["value"]), method="youden"),
+        validation_metrics=_jsonable(metrics),
+        precision=precision,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=float))
+
+
+def output_names(n_reasons: int) -> list[str]:
+    io = GraphIO()
+    names = [io.output_score, io.output_level_probs, io.output_patch_scores, io.output_mil_weights]
+    return [*names, io.output_reasons] if n_reasons else names
+
+
+def export_onnx(model: PatchMILQualityNet, patch_size: int, path: Path, meta: ModelMeta) -> None:
+    """fp32 graph of the contract: ``patches`` [N, 3, P, P], ``positions`` [N, 2]."""
+    model = model.cpu().eval()
+    io = GraphIO()
+    names = output_names(model.head.n_reasons)
+    dummy = (torch.rand(3, 3, patch_size, patch_size), torch.rand(3, 2) * 2 - 1)
+    dynamic: dict[str, dict[int, str]] = {
+        io.input_patches: {0: "N"},
+        io.input_positions: {0: "N"},
+        io.output_patch_scores: {0: "N"},
+        io.output_mil_weights: {0: "N"},
+    }
+    torch.onnx.export(
+        model,
+        dummy,
+        str(path),
+        input_names=[io.input_patches, io.input_positions],
+        output_names=names,
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    set_metadata(path, meta)
+
+
+def set_metadata(path: Path, meta: ModelMeta) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    model.producer_name = "skin-capture-model"
+    model.doc_string = f"{meta.model_name} {meta.model_version} ({meta.precision})"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _session(path: Path, threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare_with_torch(
+    model: PatchMILQualityNet, onnx_path: Path, bags: list[tuple[np.ndarray, np.ndarray]]
+) -> float:
+    """Max abs difference over every output between onnxruntime and PyTorch on ``bags``."""
+    session = _session(onnx_path)
+    names = output_names(model.head.n_reasons)
+    worst = 0.0
+    with torch.inference_mode():
+        for patches, positions in bags:
+            expected = model(torch.from_numpy(patches), torch.from_numpy(positions))
+            got = session.run(names, {"patches": patches, "positions": positions})
+            for e, g in zip(expected, got, strict=True):
+                worst = max(worst, float(np.max(np.abs(e.numpy() - g))))
+    return worst
+
+
+class _PatchReader:
+    """onnxruntime calibration reader: one bag (``patches``, ``positions``) per image."""
+
+    def __init__(self, bags: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self._iter = iter(bags)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        bag = next(self._iter, None)
+        return None if bag is None else {"patches": bag[0], "positions": bag[1]}
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
+        pass
+
+
+def quantize_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: list[tuple[np.ndarray, np.ndarray]],
+    reduce_range: bool = True,
+) -> None:
+    """Static QDQ int8 (convolutions only), calibrated on real patch bags."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.inner = _PatchReader(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return self.inner.get_next()
+
+    pre = int8_path.with_name(int8_path.stem + "-pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+    quantize_static(
+        str(pre),
+        str(int8_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    pre.unlink(missing_ok=True)
+
+
+def onnx_scores(path: Path, bags: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    session = _session(path)
+    return np.array(
+        [float(session.run(["score"], {"patches": p, "positions": q})[0][0]) for p, q in bags]
+    )
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    name: str | None = None,
+    checkpoint: str = "best",
+    tol: float = 1e-4,
+    max_auc_drop: float = 0.005,
+    calibration_images: int = 64,
+    max_check_images: int = 0,
+    int8: bool = True,
+    reduce_range: bool = True,
+    progress: bool = True,
+) -> ExportResult:
+    """Export a run (evaluating it first when ``eval/report.json`` is missing)."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    config = TrainConfig.from_dict(payload["config"])
+    report_path = run_dir / "eval" / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        if report.get("checkpoint") != checkpoint or report.get("epoch") != payload["epoch"]:
+            logger.info("evaluation report is for another checkpoint; re-evaluating")
+            report = evaluate_run(run_dir, checkpoint, progress=progress)
+    else:
+        report = evaluate_run(run_dir, checkpoint, progress=progress)
+    name = name or config.model_name
+    out = Path(out_dir) if out_dir else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    model = model_from_checkpoint(payload).cpu().eval()
+    dataset = load_eval_dataset(run_dir, config, payload["reason_names"], [])
+    val_idx = dataset.split_indices("val")
+    train_idx = dataset.split_indices("train")
+    if not val_idx:
+        raise TrainingError("the run has no validation images to check the export on")
+    if max_check_images > 0:
+        val_idx = val_idx[:max_check_images]
+    labels = dataset.labels()[val_idx]
+    tiling = config.tiling()
+
+    def bags_for(
+        indices: list[int], grid_name: str = "capture"
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        grid = tiling.capture if grid_name == "capture" else tiling.live
+        out_bags = []
+        for i in tqdm(indices, desc=f"tiling ({grid_name})", disable=not progress, leave=False):
+            patches, positions, _, _ = tile_image(dataset.images[i].path, config.patch_size, grid)
+            out_bags.append((patches, positions))
+        return out_bags
+
+    with tempfile.TemporaryDirectory(dir=out) as tmp_name:
+        tmp = Path(tmp_name)
+        fp32_tmp = tmp / f"{name}-fp32.onnx"
+        meta = build_meta(payload, report, "fp32", {})
+        export_onnx(model, config.patch_size, fp32_tmp, meta)
+        check_bags = bags_for(val_idx[:4]) + bags_for(val_idx[:2], "live")
+        max_diff = compare_with_torch(model, fp32_tmp, check_bags)
+        logger.info("ONNX fp32 vs PyTorch: max abs difference %.2e (tolerance %.0e)", max_diff, tol)
+        if not max_diff <= tol:
+            raise ExportCheckError(
+                f"ONNX fp32 differs from PyTorch by {max_diff:.3g} (> {tol:g}); not written"
+            )
+        val_bags = bags_for(val_idx)
+        scores_fp32 = onnx_scores(fp32_tmp, val_bags)
+        auc_fp32 = roc_auc(labels, scores_fp32)
+        extra: dict[str, Any] = {
+            "onnx_vs_torch_max_abs_diff": max_diff,
+            "val_auc_onnx_fp32": auc_fp32,
+        }
+        int8_tmp: Path | None = None
+        auc_int8: float | None = None
+        if int8:
+            cal_idx = (train_idx or val_idx)[:calibration_images]
+            int8_tmp = tmp / f"{name}-int8.onnx"
+            quantize_int8(fp32_tmp, int8_tmp, bags_for(cal_idx), reduce_range=reduce_range)
+            scores_int8 = onnx_scores(int8_tmp, val_bags)
+            auc_int8 = roc_auc(labels, scores_int8)
+            drop = auc_fp32 - auc_int8
+            score_diff = float(np.max(np.abs(scores_fp32 - scores_int8)))
+            logger.info(
+                "validation AUC fp32 %.4f, int8 %.4f (drop %.4f, allowed %.4f); max |diff| %.4f",
+                auc_fp32,
+                auc_int8,
+                drop,
+                max_auc_drop,
+                score_diff,
+            )
+            if math.isnan(drop) or drop > max_auc_drop:
+                raise ExportCheckError(
+                    f"int8 validation AUC {auc_int8:.4f} is {drop:.4f} below fp32 {auc_fp32:.4f} "
+                    f"(allowed {max_auc_drop}); int8 model not written"
+                )
+            extra.update(
+                val_auc_onnx_int8=auc_int8,
+                int8_max_abs_score_diff=score_diff,
+                int8_calibration_images=len(cal_idx),
+                int8_max_auc_drop=max_auc_drop,
+            )
+        meta = build_meta(payload, report, "fp32", extra)
+        set_metadata(fp32_tmp, meta)
+        if int8_tmp is not None:
+            set_metadata(int8_tmp, replace(meta, precision="int8"))
+        torch_tmp = tmp / f"{name}-torch.pt"
+        torch.save(
+            {
+                "head_kwargs": payload["head_kwargs"],
+                "head_state": payload["head_state"],
+                "trunk_state": payload.get("trunk_state"),
+                "config": payload["config"],
+            },
+            torch_tmp,
+        )
+        card_tmp = tmp / f"{name}-model-card.md"
+        card_tmp.write_text(model_card(meta, report, payload, extra), encoding="utf-8")
+        for f in (fp32_tmp, int8_tmp, torch_tmp, card_tmp):
+            if f is not None:
+                shutil.move(str(f), out / f.name)
+    return ExportResult(
+        fp32_path=out / f"{name}-fp32.onnx",
+        int8_path=(out / f"{name}-int8.onnx") if int8 else None,
+        card_path=out / f"{name}-model-card.md",
+        torch_path=out / f"{name}-torch.pt",
+        max_abs_diff=max_diff,
+        auc_fp32=auc_fp32,
+        auc_int8=auc_int8,
+        meta=meta,
+    )
+
+
+def _ci(metric: dict[str, Any]) -> str:
+    lo, hi = metric["ci95"]
+    value = metric["value"]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+KNOWN_LICENCES = {
+    "dermnet": "DermNet NZ images: CC BY-NC-ND 3.0 NZ, used for non-commercial research "
+    "(model development) only.",
+    "fuseg": "FUSeg 2021 foot-ulcer images (AZH Wound and Vascular Center; Wang et al., Sci Rep "
+    "2020): shared publicly for research.",
+}
+
+
+def data_licences(config: TrainConfig, summary: dict[str, Any]) -> list[str]:
+    """Licence lines: the config's ``data_licences``, else those of recognised cohorts."""
+    if config.data_licences:
+        return list(config.data_licences)
+    cohorts = " ".join(summary["cohorts"]).lower() + " ".join(summary["sources"]).lower()
+    found = [text for key, text in KNOWN_LICENCES.items() if key in cohorts]
+    return found or ["not stated: set data_licences in the training config"]
+
+
+def model_card(
+    meta: ModelMeta, report: dict[str, Any], payload: dict[str, Any], checks: dict[str, Any]
+) -> str:
+    """Markdown model card: data, method, metrics with CIs, intended use, limits, licences."""
+    config = TrainConfig.from_dict(payload["config"])
+    summary = payload["dataset_summary"]
+    t = report["threshold"]
+    tiling = meta.tiling
+    acceptable = meta.ordinal.levels[meta.ordinal.acceptable_level - 1]
+    rows = []
+    for split, entry in report["splits"].items():
+        for cohort, m in [("all", entry["all"]), *entry["cohorts"].items()]:
+            cells = [split, cohort, f"{m['n']} ({m['n_good']}/{m['n_poor']})"]
+            cells += [_ci(m[k]) for k in ("auc", "sensitivity", "specificity", "ppv", "npv")]
+            rows.append("| " + " | ".join(cells) + " |")
+    if config.weights == "random":
+        weights_text = "RANDOM initialisation (a test model: not for use)"
+    else:
+        weights_text = (
+            f"ImageNet weights from {Path(config.weights).name}, their normalisation folded "
+            "into the first convolution (input RGB [0, 1])"
+        )
+    trunk_text = (
+        "frozen"
+        if config.trainable_blocks == 0
+        else f"last {config.trainable_blocks} block(s) fine-tuned"
+    )
+    licence_lines = [f"- {line}" for line in data_licences(config, summary)]
+    if "val_auc_onnx_int8" in checks:
+        int8_line = (
+            f"- int8 vs fp32 validation AUC: {checks['val_auc_onnx_int8']:.4f} vs "
+            f"{checks['val_auc_onnx_fp32']:.4f} (largest drop allowed "
+            f"{checks['int8_max_auc_drop']}); max |score difference| "
+            f"{checks['int8_max_abs_score_diff']:.4f}; calibrated on "
+            f"{checks['int8_calibration_images']} training images."
+        )
+    else:
+        int8_line = "- no int8 model was exported."
+    lines = [
+        f"# Model card: {meta.model_name} {meta.model_version}",
+        "",
+        f"Created {meta.created_utc} by `skin-capture-model export`. Files: "
+        f"`{meta.model_name}-fp32.onnx`, `{meta.model_name}-int8.onnx` (same metadata, "
+        "precision differs), this card.",
+        "",
+        "## Intended use",
+        "",
+        "Decide at the camera whether a skin photograph is good enough for remote "
+        "(teledermatology) assessment, so that an unusable photo is retaken while the patient is "
+        "still there. The score is the probability that a rater would call the photo at least "
+        f'"{acceptable}" (level {meta.ordinal.acceptable_level} of {meta.ordinal.k}); **Submit** '
+        f"is enabled when `score >= {meta.decision.threshold:.4f}` (Youden threshold chosen on "
+        "the validation split). It judges *capture quality* (focus, motion, exposure, colour, "
+        "framing, distance, obstruction), **not** the disease: it is not a diagnostic device and "
+        "must not be used to triage patients.",
+        "",
+        "## Data",
+        "",
+        f"{summary['images']} rated images: {summary['good']} good, {summary['poor']} poor "
+        f"(label: majority of raters with rating >= {config.acceptable_level}; a tie goes by the "
+        f"mean rating >= {config.acceptable_level}); cohorts {summary['cohorts']}; splits "
+        f"{summary['splits']}; {summary['raters_per_image_mean']:.1f} raters per image on "
+        f"average. Sources: {', '.join(summary['sources'])}. Reasons: "
+        f"{', '.join(meta.reason_names) or 'none'}.",
+        "",
+        "Licences of the images (not redistributed with the model):",
+        *licence_lines,
+        "- VGG16 ImageNet weights: Keras Applications conversion of the Oxford VGG release "
+        "(CC BY 4.0).",
+        "",
+        "A model trained on research-only images inherits their terms; a clinic deploying it "
+        "should retrain or at least validate it on its own photos (CSV format in "
+        "`model_export/README.md`).",
+        "",
+        "## Method",
+        "",
+        "- Tiling (outside the graph, shared with the app: `desktop_app/core/tiling.py`): the "
+        f"image is scaled down (never up) to a long side of {tiling.capture.max_long_side} px "
+        f"(capture) or {tiling.live.max_long_side} px (live preview) and covered edge to edge by "
+        f"overlapping {tiling.patch_size}x{tiling.patch_size} patches (no padding, stretching or "
+        "cropping); each patch's centre (x, y) in [-1, 1] is a second input.",
+        f"- Trunk: VGG16 configuration D convolutions, {weights_text}; {trunk_text}. Patch "
+        "descriptor: mean and standard deviation over space of each block's last ReLU output "
+        "(2944 values).",
+        f"- Head: MLP patch embedding ({config.hidden_dim} -> {config.embed_dim}), "
+        f"{config.pooling} multiple-instance pooling, CORAL ordinal output over "
+        f"{meta.ordinal.k} levels trained on the raters' empirical P(rating > k), per-patch "
+        "scores (the same head on each patch), reason heads (BCE).",
+        f"- Training: epoch {payload['epoch']} of {config.epochs} selected by validation AUC; "
+        f"AdamW lr {config.lr}, batch {config.batch_size}, seed {config.seed}.",
+        "",
+        "## Metrics",
+        "",
+        f"Threshold {t['value']:.4f} ({t['method']}, chosen on {t['chosen_on']}). Positive class "
+        "= good photo. AUC: percentile bootstrap 95 % CI; other rates: Wilson 95 % CI. "
+        "n = images (good/poor). Validation metrics are optimistic (epoch and threshold were "
+        "chosen there).",
+        "",
+        "| split | cohort | n | AUC | sensitivity | specificity | PPV | NPV |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        "Export checks:",
+        "- ONNX fp32 vs PyTorch, max abs difference over all outputs: "
+        f"{checks['onnx_vs_torch_max_abs_diff']:.2e}.",
+        int8_line,
+        "",
+        "## Limits",
+        "",
+        "- Photos from other cameras, skin tones, body sites or lighting than the training data "
+        "may score differently: validate on local photos before relying on the threshold.",
+        "- The threshold balances sensitivity and specificity on the validation split; a clinic "
+        "may prefer another operating point (fewer poor photos through, more retakes).",
+        "- Patch scores and MIL weights show where the model looked, not a validated defect map.",
+        "- Reason probabilities come from few labels; they are guidance, not measurements.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def quantize_trunk_int8_for_speed(fp32_path: Path, int8_path: Path, patches: np.ndarray) -> None:
+    """int8 QDQ copy of a trunk-only ONNX (input ``patches``), for speed measurements."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"patches": patches}])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        reduce_range=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
