@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model")
     config_args(train)
     train.add_argument("--restart", action="store_true", help="discard a run in out_dir")
+    train.add_argument("--stop-after", type=int, help="stop (resumably) after this epoch")
 
     extract = sub.add_parser("extract", help="fill the descriptor cache for the config's CSVs")
     config_args(extract)
@@ -142,7 +143,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "train":
             from model_export.train import train
 
-            result = train(config, progress=progress, restart=args.restart)
+            result = train(
+                config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
+            )
             print(
                 f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
                 f"run in {result.out_dir}"

@@ -72,7 +72,7 @@ def youden_threshold(y_true: Any, scores: Any) -> tuple[float, float]:
     y, s = _as_arrays(y_true, scores)
     fpr, tpr, thresholds = roc_curve(y, s)
     j = tpr - fpr
-    best = int(np.argmax(j))
+    best = int(np.flatnonzero(j >= j.max() - 1e-12)[0])  # first = highest threshold
     if not np.isfinite(thresholds[best]):
         return float(np.nextafter(s.max(), np.inf)), float(j[best])
     chosen = float(thresholds[best])

@@ -381,9 +381,17 @@ def make_cache(config: TrainConfig, trunk: VGG16Trunk, device: torch.device) -> 
 
 
 def train(
-    config: TrainConfig, resume: bool = True, progress: bool = True, restart: bool = False
+    config: TrainConfig,
+    resume: bool = True,
+    progress: bool = True,
+    restart: bool = False,
+    stop_after_epoch: int | None = None,
 ) -> TrainResult:
-    """Run (or resume) a training run; see the module docstring for what is written."""
+    """Run (or resume) a training run; see the module docstring for what is written.
+
+    ``stop_after_epoch``: end (resumably) after that epoch, e.g. to split a long run into
+    sessions; a later call resumes where it stopped.
+    """
     out_dir = Path(config.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -564,6 +572,9 @@ def train(
         )
         save_checkpoint(last_path, payload)
         write_history(out_dir, history)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            logger.info("stopping after epoch %d as asked; resume to continue", epoch + 1)
+            break
     bar.close()
     if not (ckpt_dir / "best.pt").is_file():
         raise TrainingError("no checkpoint was written (no epoch ran)")
