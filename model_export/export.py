@@ -136,7 +136,11 @@ def export_onnx(model: PatchMILQualityNet, patch_size: int, path: Path, meta: Mo
     model = model.cpu().eval()
     io = GraphIO()
     names = output_names(model.head.n_reasons)
-    dummy = (torch.rand(3, 3, patch_size, patch_size), torch.rand(3, 2) * 2 - 1)
+    gen = torch.Generator().manual_seed(0)
+    dummy = (
+        torch.rand(3, 3, patch_size, patch_size, generator=gen),
+        torch.rand(3, 2, generator=gen) * 2 - 1,
+    )
     dynamic: dict[str, dict[int, str]] = {
         io.input_patches: {0: "N"},
         io.input_positions: {0: "N"},

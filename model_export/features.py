@@ -150,7 +150,7 @@ class OrtExtractor:
 def export_trunk_onnx(trunk: VGG16Trunk, patch_size: int, path: Path) -> None:
     """The trunk alone as ONNX (input ``patches`` [N, 3, P, P] -> ``desc`` [N, 2944])."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.rand(2, 3, patch_size, patch_size)
+    dummy = torch.rand(2, 3, patch_size, patch_size, generator=torch.Generator().manual_seed(0))
     tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
     torch.onnx.export(
         trunk.cpu().eval(),

@@ -455,6 +455,9 @@ def train(
         cache.stats["patches"] / cache.stats["extract_s"] if cache.stats["extract_s"] > 0 else None
     )
 
+    # re-seed: feature extraction may or may not have run (cold or warm cache), and must not
+    # change the head's initialisation
+    seed_everything(config.seed)
     head = QualityHead(**head_kwargs(config, len(dataset.reason_names)))
     all_desc = np.concatenate([b.desc for b in stat_bags])
     head.set_feature_normalisation(

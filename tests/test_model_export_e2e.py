@@ -1,0 +1,196 @@
+"""The whole chain on generated images: train, evaluate, export (fp32 + int8), load in the app's
+engine, and compare its scores with PyTorch; plus resume, refusal, pooling comparison, bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model_export_helpers import write_config, write_dataset  # noqa: E402
+
+from desktop_app.core.image_io import load_rgb  # noqa: E402
+from desktop_app.core.inference import QualityEngine  # noqa: E402
+from desktop_app.core.tiling import (  # noqa: E402
+    image_to_patches,
+    normalise_patches,
+    patch_positions,
+)
+from model_export.cli import main  # noqa: E402
+from model_export.config import load_config  # noqa: E402
+from model_export.train import load_checkpoint, model_from_checkpoint, train  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("chain")
+    write_config(folder, write_dataset(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(workdir: Path) -> Path:
+    """Train, evaluate and export through the CLI; returns the run folder."""
+    config = workdir / "config.toml"
+    run = workdir / "run"
+    assert main(["--no-progress", "train", "--config", str(config)]) == 0
+    assert main(["--no-progress", "evaluate", "--run", str(run), "--bootstrap", "200"]) == 0
+    assert main(["--no-progress", "export", "--run", str(run)]) == 0
+    return run
+
+
+def test_training_writes_logs_and_checkpoints(exported: Path) -> None:
+    history = json.loads((exported / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_auc"} <= set(history[0])
+    assert (exported / "metrics.csv").read_text().count("\n") == 5
+    assert (exported / "checkpoints" / "best.pt").is_file()
+    summary = json.loads((exported / "train_summary.json").read_text())
+    assert summary["descriptor_extraction"]["patches_per_s"] > 0
+    assert summary["head_training"]["patches_per_s"] > 0
+    splits = (exported / "splits.csv").read_text()
+    assert splits.count(",val,") == 5 and splits.count(",train,") == 8
+
+
+def test_evaluation_report(exported: Path) -> None:
+    report = json.loads((exported / "eval" / "report.json").read_text())
+    assert report["threshold"]["method"] == "youden" and report["threshold"]["chosen_on"] == "val"
+    test = report["splits"]["test"]
+    for key in ("auc", "sensitivity", "specificity", "ppv", "npv"):
+        assert len(test["all"][key]["ci95"]) == 2
+    assert set(test["cohorts"]) <= {"patient", "pcp"}
+    for name in ("roc_val.png", "roc_test.png", "calibration_test.png", "scores.csv"):
+        assert (exported / "eval" / name).stat().st_size > 0
+    # the generated good and poor images are easy to tell apart even with a random trunk
+    assert report["splits"]["val"]["all"]["auc"]["value"] >= 0.8
+
+
+def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
+    payload = load_checkpoint(exported / "checkpoints" / "best.pt")
+    model = model_from_checkpoint(payload)
+    engine = QualityEngine(exported / "export" / "tiny-fp32.onnx", providers="cpu")
+    report = json.loads((exported / "eval" / "report.json").read_text())
+    assert engine.meta.precision == "fp32"
+    assert engine.threshold == pytest.approx(report["threshold"]["value"])
+    assert engine.meta.reason_names == ("blur", "dark")
+    assert engine.meta.tiling.patch_size == 32
+    images = sorted((workdir / "images").glob("*.png"))[:4]
+    wide = np.ascontiguousarray(np.concatenate([load_rgb(images[0])] * 3, axis=1))
+    for image in [load_rgb(p) for p in images] + [wide]:
+        for grid in ("capture", "live"):
+            result = engine.score(image, grid=grid)
+            spec = engine.meta.tiling.capture if grid == "capture" else engine.meta.tiling.live
+            patches, layout = image_to_patches(image, 32, spec)
+            with torch.inference_mode():
+                out = model(
+                    torch.from_numpy(normalise_patches(patches, engine.meta.input)),
+                    torch.from_numpy(patch_positions(layout)),
+                )
+            assert abs(result.score - float(out[0][0])) <= 1e-4
+            np.testing.assert_allclose(result.level_probs, out[1][0].numpy(), atol=1e-4)
+            np.testing.assert_allclose(result.patch_scores.ravel(), out[2].numpy(), atol=1e-4)
+            np.testing.assert_allclose(result.mil_weights.ravel(), out[3].numpy(), atol=1e-4)
+            assert result.accepted == (result.score >= engine.threshold)
+    int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", providers="cpu")
+    assert int8.meta.precision == "int8" and int8.threshold == engine.threshold
+    assert abs(int8.score(wide).score - engine.score(wide).score) < 0.05
+
+
+def test_model_card(exported: Path) -> None:
+    card = (exported / "export" / "tiny-model-card.md").read_text()
+    for heading in ("## Intended use", "## Data", "## Method", "## Metrics", "## Limits"):
+        assert heading in card
+    assert "RANDOM initialisation" in card and "Licences" in card
+    assert "| test | all |" in card
+
+
+def test_bench_torch_prints_one_json_line(
+    exported: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_export import bench_torch
+
+    model = exported / "export" / "tiny-int8.onnx"
+    assert bench_torch.sidecar_checkpoint(model).is_file()
+    assert (
+        bench_torch.main(["--model", str(model), "--grid", "live", "--runs", "2", "--warmup", "0"])
+        == 0
+    )
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line
+    result = json.loads(line)
+    assert {"grid", "patches", "median_ms", "p90_ms", "runs"} <= set(result)
+    from desktop_app.core.bench import LIVE_FRAME_HW, synthetic_frame
+
+    engine = QualityEngine(model, providers="cpu")
+    assert (
+        result["patches"] == engine.score(synthetic_frame(*LIVE_FRAME_HW, seed=1), "live").layout.n
+    )
+
+
+def test_export_refuses_a_failing_model(exported: Path, tmp_path: Path) -> None:
+    from model_export.export import ExportCheckError, export_run
+
+    with pytest.raises(ExportCheckError, match="int8"):
+        export_run(exported, tmp_path / "refused", max_auc_drop=-1.0, progress=False)
+    assert not list((tmp_path / "refused").glob("*.onnx"))
+    assert main(["--no-progress", "export", "--run", str(exported), "--out",
+                 str(tmp_path / "refused"), "--tolerance", "-1"]) == 2  # fmt: skip
+    assert not list((tmp_path / "refused").glob("*.onnx"))
+
+
+def test_resume_continues_identically(exported: Path, workdir: Path) -> None:
+    config = load_config(workdir / "config.toml", {"out_dir": str(workdir / "resumed")})
+    train(config, progress=False, stop_after_epoch=2)
+    assert load_checkpoint(workdir / "resumed" / "checkpoints" / "last.pt")["epoch"] == 2
+    train(config, progress=False)
+    resumed = load_checkpoint(workdir / "resumed" / "checkpoints" / "last.pt")
+    straight = load_checkpoint(exported / "checkpoints" / "last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 4
+    for key, value in straight["head_state"].items():
+        torch.testing.assert_close(resumed["head_state"][key], value, rtol=0, atol=0)
+    changed = load_config(workdir / "config.toml", {"out_dir": str(workdir / "resumed"), "lr": 0.1})
+    from model_export.train import TrainingError
+
+    with pytest.raises(TrainingError, match="different config"):
+        train(changed, progress=False)
+
+
+def test_compare_pooling(workdir: Path) -> None:
+    out = workdir / "pooling"
+    assert main(["--no-progress", "compare-pooling", "--config", str(workdir / "config.toml"),
+                 "--out-dir", str(out), "--epochs", "2"]) == 0  # fmt: skip
+    results = json.loads((out / "pooling_comparison.json").read_text())
+    assert set(results["summary"]) == {"mean", "max", "attention"}
+    for metrics in results["summary"].values():
+        assert 0.0 <= metrics["val_auc"]["mean"] <= 1.0
+    assert "| attention |" in (out / "pooling_comparison.md").read_text()
+
+
+def test_fine_tuning_last_block(workdir: Path, tmp_path: Path) -> None:
+    """trainable_blocks > 0 trains through the trunk (no cache) and exports its weights."""
+    config = load_config(
+        workdir / "config.toml",
+        {"out_dir": str(tmp_path / "ft"), "trainable_blocks": 1, "epochs": 1, "trunk_lr": 1e-3},
+    )
+    before = {k: v.clone() for k, v in model_from_checkpoint_trunk(config).items()}
+    train(config, progress=False)
+    payload = load_checkpoint(tmp_path / "ft" / "checkpoints" / "best.pt")
+    after = payload["trunk_state"]
+    assert not torch.equal(after["features.28.weight"], before["features.28.weight"])
+    assert torch.equal(after["features.0.weight"], before["features.0.weight"])
+    from model_export.export import export_run
+
+    result = export_run(tmp_path / "ft", progress=False, int8=False)
+    assert result.max_abs_diff <= 1e-4
+
+
+def model_from_checkpoint_trunk(config: object) -> dict[str, torch.Tensor]:
+    from model_export.features import build_trunk
+
+    return build_trunk(config.weights, seed=config.seed).state_dict()  # type: ignore[attr-defined]
