@@ -490,6 +490,8 @@ def train(
         scheduler.load_state_dict({**resumed["scheduler"], "T_max": config.epochs})
         shuffle_rng.bit_generator.state = resumed["rng"]["numpy"]
         torch.set_rng_state(resumed["rng"]["torch"])
+        if resumed["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resumed["rng"]["cuda"])
         history = list(resumed["history"])
         start_epoch = int(resumed["epoch"])
         best_auc = float(resumed["best"]["val_auc"])
@@ -570,7 +572,11 @@ def train(
         payload.update(
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
-            rng={"numpy": shuffle_rng.bit_generator.state, "torch": torch.get_rng_state()},
+            rng={
+                "numpy": shuffle_rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
             best={"val_auc": best_auc, "epoch": best_epoch, "val_loss": best_loss},
         )
         save_checkpoint(last_path, payload)
