@@ -10,7 +10,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from model_export import build_data
+from model_export import baselines, build_data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     build_data.add_parser(sub)
+    baselines.add_parser(sub)
     return parser
 
 
