@@ -141,19 +141,6 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # full-reference strength measures (shared with the rater calibration on rated/)
 # ---------------------------------------------------------------------------------------------
-def detail_energy(image: np.ndarray) -> float:
-    """Mean squared Laplacian-of-Gaussian (sigma 1) of sRGB luma: fine-detail energy."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    grey = cv2.GaussianBlur(grey, (0, 0), 1.0)
-    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
-    return float(np.mean(lap * lap)) + 1e-3
-
-
-def sharpness_loss(before: np.ndarray, after: np.ndarray) -> float:
-    """Stops of fine-detail energy lost: log2(E(before) / E(after)), >= 0."""
-    return max(0.0, math.log2(detail_energy(before) / detail_energy(after)))
-
-
 def exposure_stops(before: np.ndarray, after: np.ndarray) -> float:
     """Signed exposure change in stops from mean linear luminance (negative = darker)."""
     return math.log2(
@@ -203,18 +190,26 @@ def ssim_loss(before: np.ndarray, after: np.ndarray) -> float:
     return float(1.0 - ssim.mean())
 
 
-def changed_fraction(before: np.ndarray, after: np.ndarray, threshold: float = 25.0) -> float:
-    """Fraction of pixels that changed by more than ``threshold`` (sRGB levels, max channel)."""
-    diff = np.abs(before.astype(np.int16) - after.astype(np.int16)).max(axis=2)
-    return float(np.mean(diff > threshold))
-
-
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _scale(image: np.ndarray) -> float:
     """Pixel scale relative to a 640-pixel long side (kernel sizes follow the image size)."""
     return max(image.shape[:2]) / 640.0
+
+
+def psf_sigma(kernel: np.ndarray) -> float:
+    """Blur extent of a PSF: the standard deviation along its major axis (pixels). A Gaussian
+    gives its sigma, a disc of radius r gives r / 2, a straight line of length L gives L / sqrt(12).
+    """
+    k = kernel.astype(np.float64) / kernel.sum()
+    ys, xs = np.mgrid[0 : k.shape[0], 0 : k.shape[1]]
+    mx, my = (k * xs).sum(), (k * ys).sum()
+    cxx = (k * (xs - mx) ** 2).sum()
+    cyy = (k * (ys - my) ** 2).sum()
+    cxy = (k * (xs - mx) * (ys - my)).sum()
+    major = 0.5 * (cxx + cyy) + math.sqrt(0.25 * (cxx - cyy) ** 2 + cxy**2)
+    return math.sqrt(max(major, 0.0))
 
 
 def _convolve_linear(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -309,9 +304,10 @@ def defocus(
 ) -> Degraded:
     """Out of focus: uniform-disc PSF, radius 0.4..13 px (at 640 px), convolved in linear light."""
     radius = (0.4 + 12.6 * s**1.3) * _scale(image)
-    out = _convolve_linear(image, disc_kernel(radius))
+    kernel = disc_kernel(radius)
+    out = _convolve_linear(image, kernel)
     return Degraded(
-        out, "defocus", [("blur", sharpness_loss(image, out))], {"radius": round(radius, 2)}
+        out, "defocus", [("blur", psf_sigma(kernel) / _scale(image))], {"radius": round(radius, 2)}
     )
 
 
@@ -320,9 +316,10 @@ def motion(
 ) -> Degraded:
     """Camera shake during exposure: random trajectory PSF of path length 1..40 px, linear light."""
     length = (1.0 + 39.0 * s**1.2) * _scale(image)
-    out = _convolve_linear(image, trajectory_kernel(shake_trajectory(length, rng)))
+    kernel = trajectory_kernel(shake_trajectory(length, rng))
+    out = _convolve_linear(image, kernel)
     return Degraded(
-        out, "motion", [("motion", sharpness_loss(image, out))], {"length": round(length, 1)}
+        out, "motion", [("motion", psf_sigma(kernel) / _scale(image))], {"length": round(length, 1)}
     )
 
 
@@ -493,7 +490,7 @@ def resolution_loss(
     return Degraded(
         out,
         "resolution",
-        [("resolution", sharpness_loss(image, out))],
+        [("resolution", -math.log2(scale))],
         {"scale": round(scale, 3)},
     )
 

@@ -21,6 +21,7 @@ import csv
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ PRIOR_CURVES: dict[str, tuple[float, float]] = {"noise": (14.0, 3.0)}
 # rated fingers/spots are small): (strength, mean rating) at an extreme that is unambiguous.
 ANCHORS: dict[str, list[tuple[float, float]]] = {
     "obstruction": [(0.0, HI), (0.6, 1.5), (0.9, 1.0)],  # most of the lesion hidden
-    "glare": [(0.0, HI), (0.25, 1.5)],  # a quarter of the frame blown out by flash
+    # the rated spots are all small (<= 1.3 % of the frame, rated 3-3.75): where glare becomes
+    # poor is an assumption: 5 % of the frame burnt out ~ borderline, a quarter ~ unusable
+    "glare": [(0.0, HI), (0.05, 2.8), (0.25, 1.5)],
     "compression": [(0.0, HI), (0.5, 1.5)],  # SSIM 0.5: the image is destroyed
     "colour": [(0.0, HI)],
     "framing": [(0.0, HI), (1.0, 1.0)],  # lesion entirely out of frame
@@ -187,8 +190,13 @@ def measure(
     family: str, source: np.ndarray, rated: np.ndarray, params: str, mask: np.ndarray | None
 ) -> tuple[str, float]:
     """(family actually used, strength) of a rated fault, measured like the generator does."""
-    if family in ("blur", "resolution"):
-        return family, deg.sharpness_loss(source, rated)
+    if family == "blur":  # PSF extent: Gaussian sigma, or a line's length / sqrt(12)
+        values = dict(re.findall(r"(\w+)=([-\d.]+)", params))
+        if "sigma" in values:
+            return family, float(values["sigma"]) * 640 / max(source.shape[:2])
+        return family, float(values["len"]) / math.sqrt(12) * 640 / max(source.shape[:2])
+    if family == "resolution":
+        return family, -math.log2(float(params.split("=")[1]))
     if family == "dark":
         return family, -deg.exposure_stops(source, rated)
     if family == "bright":
