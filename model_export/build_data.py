@@ -51,8 +51,8 @@ POOL_LOW_DETAIL_RATIO = 2.6  # fine/mid detail ratio (log2); pool 10th pct 2.44,
 DETAIL_DEFICIT_TO_SIGMA = 1.1
 
 # Recipe mix per item.
-P_CLEAN = 0.24
-P_REFRAME = 0.06
+P_CLEAN = 0.22
+P_REFRAME = 0.05
 P_COMBO = 0.16
 FAULT_WEIGHTS: dict[str, float] = {
     "defocus": 1.2,
@@ -195,7 +195,7 @@ def draw_recipe(rng: np.random.Generator, has_mask: bool) -> list[tuple[str, flo
         return [("reframe", 0.0)]
     if u < P_CLEAN + P_REFRAME + P_COMBO:
         combo = deg.COMBINATIONS[int(rng.integers(0, len(deg.COMBINATIONS)))]
-        return [(name, float(rng.uniform(0.05, 0.7))) for name in combo]
+        return [(name, float(rng.uniform(0.1, 0.9))) for name in combo]
     names = list(FAULT_WEIGHTS)
     weights = np.array([FAULT_WEIGHTS[n] for n in names])
     name = names[int(rng.choice(len(names), p=weights / weights.sum()))]

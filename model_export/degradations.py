@@ -302,8 +302,8 @@ def _crop_resize(image: np.ndarray, x0: int, y0: int, cw: int, ch: int) -> np.nd
 def defocus(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
-    """Out of focus: uniform-disc PSF, radius 0.4..13 px (at 640 px), convolved in linear light."""
-    radius = (0.4 + 12.6 * s**1.3) * _scale(image)
+    """Out of focus: uniform-disc PSF, radius 0.4..18 px (at 640 px), convolved in linear light."""
+    radius = (0.4 + 17.6 * s**1.3) * _scale(image)
     kernel = disc_kernel(radius)
     out = _convolve_linear(image, kernel)
     return Degraded(
@@ -314,8 +314,8 @@ def defocus(
 def motion(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
-    """Camera shake during exposure: random trajectory PSF of path length 1..40 px, linear light."""
-    length = (1.0 + 39.0 * s**1.2) * _scale(image)
+    """Camera shake during exposure: random trajectory PSF of path length 1..55 px, linear light."""
+    length = (1.0 + 54.0 * s**1.2) * _scale(image)
     kernel = trajectory_kernel(shake_trajectory(length, rng))
     out = _convolve_linear(image, kernel)
     return Degraded(
@@ -342,10 +342,10 @@ def _noise_sigma(clean: np.ndarray, noisy: np.ndarray) -> float:
 def low_light(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
-    """Too little light: exposure drops 0.3..5 stops in linear light; the camera's gain makes up
+    """Too little light: exposure drops 0.3..6 stops in linear light; the camera's gain makes up
     part of it, so shot + read noise are amplified; then gamma and the camera's own JPEG."""
-    stops = 0.3 + 4.7 * s
-    compensated = rng.uniform(0.0, 0.6) * stops  # auto-ISO recovers part of the exposure
+    stops = 0.3 + 5.7 * s
+    compensated = rng.uniform(0.0, 0.4) * stops  # auto-ISO recovers part of the exposure
     electrons = rng.uniform(3000, 9000) * 2.0 ** (-stops)
     read_noise = rng.uniform(1.5, 4.0)
     lin = srgb_to_linear(image) * 2.0 ** (-stops)
@@ -375,7 +375,7 @@ def sensor_noise(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
     """High-ISO noise at normal brightness: few electrons per pixel, read noise, camera JPEG."""
-    electrons = 4000.0 * 2.0 ** (-7.0 * s)  # up to 7 stops of ISO gain
+    electrons = 4000.0 * 2.0 ** (-10.0 * s)  # up to 10 stops of ISO gain
     read_noise = rng.uniform(1.0, 3.0)
     out_lin = _sensor(srgb_to_linear(image), electrons, read_noise, rng)
     quality = int(rng.integers(80, 95))
@@ -451,7 +451,7 @@ def colour_cast(
     """Wrong white balance: per-channel gains in linear light along a random mix of the
     blue-amber (colour temperature) and green-magenta (tint) axes, luminance kept."""
     theta = rng.uniform(0, 2 * math.pi)
-    magnitude = 0.05 + 0.75 * s  # natural-log gain spread
+    magnitude = 0.05 + 0.85 * s  # natural-log gain spread
     temp_axis = np.array([1.0, 0.0, -1.0]) / math.sqrt(2)
     tint_axis = np.array([-0.5, 1.0, -0.5]) / math.sqrt(1.5)
     log_gain = magnitude * (math.cos(theta) * temp_axis + math.sin(theta) * tint_axis)
@@ -478,10 +478,10 @@ def jpeg_compression(
 def resolution_loss(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
-    """Too few pixels (small sensor / digital zoom / thumbnail): down-sample by 1..0.12 with area
+    """Too few pixels (small sensor / digital zoom / thumbnail): down-sample by 1..0.1 with area
     averaging, then back up to the frame size (bilinear or bicubic, as viewers do)."""
     h, w = image.shape[:2]
-    scale = 1.0 - 0.88 * s**0.8
+    scale = 2.0 ** (-3.3 * s)
     small = cv2.resize(
         image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
     )
@@ -554,10 +554,10 @@ def off_centre(
     the lesion sits towards (s < 0.5) or beyond (s > 0.5) an edge. Without a mask the window is
     pushed towards a random edge/corner, away from the photo's centre."""
     h, w = image.shape[:2]
-    zoom = rng.uniform(0.45, 0.85)
+    zoom = rng.uniform(0.4, 0.8)
     cw, ch = w * zoom, h * zoom
     box = _lesion_box(mask)
-    reach = 0.2 + 1.4 * s  # lesion centre at this fraction of the half-window from its centre
+    reach = 0.3 + 2.0 * s  # lesion centre at this fraction of the half-window from its centre
     best: tuple[float, float, float] | None = None
     for _ in range(6):  # prefer a direction in which the frame leaves room to push the window
         angle = rng.uniform(0, 2 * math.pi)
