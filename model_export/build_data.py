@@ -51,9 +51,9 @@ POOL_LOW_DETAIL_RATIO = 2.6  # fine/mid detail ratio (log2); pool 10th pct 2.44,
 DETAIL_DEFICIT_TO_SIGMA = 1.1
 
 # Recipe mix per item.
-P_CLEAN = 0.22
+P_CLEAN = 0.20
 P_REFRAME = 0.05
-P_COMBO = 0.16
+P_COMBO = 0.20
 FAULT_WEIGHTS: dict[str, float] = {
     "defocus": 1.2,
     "motion": 1.2,
@@ -456,16 +456,15 @@ def screening_check(
         mu0s.append(original_mu0(model, cues))
         real.append(it.mean)
     mu0_arr, real_arr = np.array(mu0s), np.array(real)
-    flagged = mu0_arr < SCREEN_MU0 + 0.5
+    flagged = mu0_arr <= np.quantile(mu0_arr, 0.25)
     return {
         "n_originals": len(originals),
         "spearman_mu0_vs_real": round(float(stats.spearmanr(mu0_arr, real_arr).statistic), 3),
         "real_mean_all": round(float(real_arr.mean()), 3),
-        "n_mu0_below_3.5": int(flagged.sum()),
-        "real_mean_mu0_below_3.5": round(float(real_arr[flagged].mean()), 3)
-        if flagged.any()
-        else None,
-        "real_mean_mu0_above_3.5": round(float(real_arr[~flagged].mean()), 3),
+        "n_mu0_bottom_quartile": int(flagged.sum()),
+        "real_mean_mu0_bottom_quartile": round(float(real_arr[flagged].mean()), 3),
+        "real_mean_mu0_rest": round(float(real_arr[~flagged].mean()), 3),
+        "min_mu0": round(float(mu0_arr.min()), 3),
         "n_real_poor": int(sum(not raters.is_good(it.ratings) for it in originals)),
     }
 
