@@ -51,7 +51,7 @@ POOL_LOW_DETAIL_RATIO = 2.6  # fine/mid detail ratio (log2); pool 10th pct 2.44,
 DETAIL_DEFICIT_TO_SIGMA = 1.1
 
 # Recipe mix per item.
-P_CLEAN = 0.20
+P_CLEAN = 0.17
 P_REFRAME = 0.05
 P_COMBO = 0.20
 FAULT_WEIGHTS: dict[str, float] = {
