@@ -8,6 +8,8 @@ Subcommands (``--help`` on each for options):
 * ``export --run DIR``                  ONNX fp32 + int8 with metadata, checks, model card
 * ``compare-pooling --config FILE``     mean vs max vs attention on the same features
 * ``bench-extractor``                   descriptor extraction speed per patch (torch vs onnxruntime)
+* ``build-data --shared DIR --out DIR``  rated training set from real photos + capture faults
+* ``baselines --csv FILE``              Laplacian / exposure / BRISQUE baselines with their AUC
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5)
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
+
+    from model_export import baselines, build_data
+
+    build_data.add_parser(sub)
+    baselines.add_parser(sub)
     return parser
 
 
@@ -136,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     progress = not args.no_progress
+    if getattr(args, "func", None) is not None:
+        return int(args.func(args))
     if args.command in ("train", "extract", "compare-pooling"):
         from model_export.config import load_config
 

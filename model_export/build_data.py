@@ -1,0 +1,498 @@
+"""``skin-capture-model build-data``: real photos + simulated capture faults -> rated training set.
+
+Writes ``OUT/images/{train,val}/NNNNN.jpg`` (JPEG quality 95, the source's size: clean originals
+are re-encoded the same way so the encoder is no cue) and ``OUT/dataset.csv`` in the training
+pipeline's format (``image`` relative to the CSV, ``rater_1..4``, ``cohort``, ``split``, the eight
+canonical reason columns, plus ``source_path``, ``fault`` and ``params`` JSON), the fitted rater
+model (``rater_model.json``) and ``build_summary.json``.
+
+Splits: DermNet by condition folder (a condition is wholly train or wholly val), FUSeg by the
+challenge's own train/validation split (so by source photo); every source used by
+``rated/ratings.csv`` is excluded from both.
+
+Imperfect originals: each original gets a cue-informed expected rating ``mu0`` from no-reference
+cues (exposure, clipping, fine-detail ratio, noise) pushed through the same calibrated curves as
+the faults; originals with ``mu0 < SCREEN_MU0`` are dropped, so a dark or soft original never
+teaches "good". Non-photographs (X-rays, fluorescence micrographs: no skin colour and greyscale
+or green-dominant) are kept as *poor* (the rated set's micrograph, cal-174, was rated 1,1,1,1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import multiprocessing as mp
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model_export import degradations as deg
+from model_export import raters
+
+logger = logging.getLogger(__name__)
+
+JPEG_QUALITY = 95
+SCREEN_MU0 = 3.0
+NON_PHOTO_MU0 = 1.2
+
+# Pool statistics of the cues (measured on 600 random photos of ../shared/data, seed 0).
+POOL_MEDIAN_LUMINANCE = 0.266  # mean linear luminance
+POOL_LOW_DETAIL_RATIO = 2.6  # fine/mid detail ratio (log2); pool 10th pct 2.44, median 3.02
+# a Gaussian blur of sigma 1 (2) lowers the detail ratio by 0.93 (1.84) (median, 40 photos)
+DETAIL_DEFICIT_TO_SIGMA = 1.1
+
+# Recipe mix per item.
+P_CLEAN = 0.17
+P_REFRAME = 0.05
+P_COMBO = 0.20
+FAULT_WEIGHTS: dict[str, float] = {
+    "defocus": 1.2,
+    "motion": 1.2,
+    "low_light": 1.1,
+    "sensor_noise": 0.8,
+    "over_exposure": 1.0,
+    "flash_glare": 0.9,
+    "colour_cast": 1.0,
+    "jpeg": 0.7,
+    "resolution": 0.8,
+    "off_centre": 1.0,
+    "zoom_out": 0.8,
+    "obstruction": 1.0,
+}
+DERMNET_SHARE = 0.55
+OVERSAMPLE = 1.08  # screened-out originals are dropped; plan a few extra items
+
+CSV_FIELDS = [
+    "image",
+    "rater_1",
+    "rater_2",
+    "rater_3",
+    "rater_4",
+    "cohort",
+    "split",
+    *deg.REASONS,
+    "source_path",
+    "fault",
+    "params",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# cues on originals
+# ---------------------------------------------------------------------------------------------
+def original_cues(image: np.ndarray) -> dict[str, float]:
+    """No-reference cues of one uint8 RGB photo ``[H, W, 3]``."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def energy(sigma: float) -> float:
+        lap = cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), sigma), cv2.CV_32F)
+        return float(np.mean(lap * lap)) + 1e-3
+
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    conv = np.abs(cv2.filter2D(grey, -1, kernel)[1:-1, 1:-1])
+    noise = math.sqrt(math.pi / 2) / 6 * float(conv.mean())  # Immerkaer (1996)
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    skin = float(np.mean((cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135)))
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+    mean_rgb = image.reshape(-1, 3).mean(axis=0)
+    return {
+        "luminance": float(deg.luminance(image).mean()),
+        "clipped": deg.clipped_fraction(image),
+        "detail_ratio": math.log2(energy(1.0) / energy(2.0)),
+        "noise": noise,
+        "skin": skin,
+        "chroma": chroma,
+        "green_dominance": float(mean_rgb[1] / (max(mean_rgb[0], mean_rgb[2]) + 1e-6)),
+    }
+
+
+def is_non_photo(cues: dict[str, float]) -> bool:
+    """X-ray / fluorescence micrograph: no skin colour and greyscale or green-dominant."""
+    return cues["skin"] < 0.03 and (cues["chroma"] < 3.0 or cues["green_dominance"] > 1.25)
+
+
+def cue_components(cues: dict[str, float]) -> list[tuple[str, float]]:
+    """Cues as fault components (family, strength) on the calibrated strength scales."""
+    dark = max(0.0, math.log2(POOL_MEDIAN_LUMINANCE / max(cues["luminance"], 1e-4)) - 1.0)
+    bright = max(0.0, cues["clipped"] - 0.03)
+    blur = max(0.0, POOL_LOW_DETAIL_RATIO - cues["detail_ratio"]) * DETAIL_DEFICIT_TO_SIGMA
+    return [("dark", dark), ("bright", bright), ("blur", blur), ("noise", cues["noise"])]
+
+
+def original_mu0(model: raters.RaterModel, cues: dict[str, float]) -> float:
+    if is_non_photo(cues):
+        return NON_PHOTO_MU0
+    return model.expected_rating(raters.HI, cue_components(cues))
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    index: int
+    split: str
+    cohort: str
+    source_path: str
+    mask_path: str
+    recipe: list[tuple[str, float]]  # (fault name, severity); empty = clean original
+    seed: int
+
+
+def load_manifest(shared_data: Path) -> list[dict[str, str]]:
+    with open(shared_data / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def rated_sources(shared_data: Path) -> set[str]:
+    with open(shared_data / "rated" / "ratings.csv", newline="") as fh:
+        return {row["source_path"] for row in csv.DictReader(fh)}
+
+
+def split_sources(
+    rows: list[dict[str, str]], excluded: set[str], rng: np.random.Generator, val_share: float
+) -> dict[str, dict[str, list[dict[str, str]]]]:
+    """{split: {cohort: [manifest rows]}}; DermNet by condition, FUSeg by challenge split."""
+    pools: dict[str, dict[str, list[dict[str, str]]]] = {
+        s: {"dermnet": [], "fuseg": []} for s in ("train", "val")
+    }
+    dermnet = [r for r in rows if r["source"] == "dermnet" and r["path"] not in excluded]
+    conditions = sorted({r["condition"] for r in dermnet})
+    rng.shuffle(conditions)
+    per_condition = Counter(r["condition"] for r in dermnet)
+    val_conditions: set[str] = set()
+    count = 0
+    for condition in conditions:
+        if count >= val_share * len(dermnet):
+            break
+        val_conditions.add(condition)
+        count += per_condition[condition]
+    for r in dermnet:
+        pools["val" if r["condition"] in val_conditions else "train"]["dermnet"].append(r)
+    for r in rows:
+        if r["source"] == "fuseg" and r["path"] not in excluded:
+            split = "val" if Path(r["path"]).name.startswith("validation") else "train"
+            pools[split]["fuseg"].append(r)
+    return pools
+
+
+def draw_recipe(rng: np.random.Generator, has_mask: bool) -> list[tuple[str, float]]:
+    u = rng.random()
+    if u < P_CLEAN:
+        return []
+    if u < P_CLEAN + P_REFRAME:
+        return [("reframe", 0.0)]
+    if u < P_CLEAN + P_REFRAME + P_COMBO:
+        combo = deg.COMBINATIONS[int(rng.integers(0, len(deg.COMBINATIONS)))]
+        return [(name, float(rng.uniform(0.1, 0.9))) for name in combo]
+    names = list(FAULT_WEIGHTS)
+    weights = np.array([FAULT_WEIGHTS[n] for n in names])
+    name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    return [(name, float(rng.random()))]
+
+
+def plan(
+    pools: dict[str, dict[str, list[dict[str, str]]]],
+    n_per_split: dict[str, int],
+    rng: np.random.Generator,
+) -> list[Item]:
+    items: list[Item] = []
+    for split, n in n_per_split.items():
+        wanted = {
+            "dermnet": round(n * DERMNET_SHARE * OVERSAMPLE),
+            "fuseg": round(n * (1 - DERMNET_SHARE) * OVERSAMPLE),
+        }
+        for cohort, k in wanted.items():
+            pool = pools[split][cohort]
+            if not pool:
+                continue
+            order: list[int] = []
+            while len(order) < k:  # every source once before any is reused
+                order.extend(rng.permutation(len(pool)).tolist())
+            for i in order[:k]:
+                row = pool[i]
+                items.append(
+                    Item(
+                        index=len(items),
+                        split=split,
+                        cohort=cohort,
+                        source_path=row["path"],
+                        mask_path=row["mask"],
+                        recipe=draw_recipe(rng, bool(row["mask"])),
+                        seed=int(rng.integers(0, 2**31 - 1)),
+                    )
+                )
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# worker
+# ---------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(shared_data: str, out_dir: str, model_json: str) -> None:
+    cv2.setNumThreads(1)
+    _WORKER["shared"] = Path(shared_data)
+    _WORKER["out"] = Path(out_dir)
+    _WORKER["model"] = raters.RaterModel.from_json(model_json)
+
+
+def apply_recipe(
+    image: np.ndarray,
+    recipe: list[tuple[str, float]],
+    rng: np.random.Generator,
+    mask: np.ndarray | None,
+) -> tuple[np.ndarray, list[tuple[str, float]], list[dict[str, Any]]]:
+    """Apply the faults in order; returns image, measured components and each fault's params."""
+    components: list[tuple[str, float]] = []
+    params: list[dict[str, Any]] = []
+    current = image
+    for name, severity in recipe:
+        fn = deg.reframe if name == "reframe" else deg.FAULTS[name]
+        result = fn(current, severity, rng, mask)
+        # geometric faults move the lesion; later faults should not use a stale mask
+        if name in ("off_centre", "zoom_out", "reframe"):
+            mask = None
+        current = result.image
+        components.extend(result.components)
+        params.append({"fault": name, "severity": round(severity, 3), **result.params})
+    return current, components, params
+
+
+def process_item(item: Item) -> dict[str, Any] | None:
+    """Degrade, rate and write one image; None when its original is screened out."""
+    from desktop_app.core.image_io import load_rgb
+
+    shared: Path = _WORKER["shared"]
+    model: raters.RaterModel = _WORKER["model"]
+    image = load_rgb(shared / item.source_path)
+    cues = original_cues(image)
+    non_photo = is_non_photo(cues)
+    mu0 = original_mu0(model, cues)
+    if not non_photo and mu0 < SCREEN_MU0:
+        return {"screened": True, "source_path": item.source_path, "mu0": mu0}
+    mask = None
+    if item.mask_path:
+        mask = cv2.imread(str(shared / item.mask_path), cv2.IMREAD_GRAYSCALE)
+        if mask is None or mask.shape != image.shape[:2] or not np.any(mask > 0):
+            mask = None
+    rng = np.random.default_rng(item.seed)
+    degraded, components, params = apply_recipe(image, item.recipe, rng, mask)
+    # a FUSeg photo's own lesion size is a (mild) distance fault; crops enlarge the lesion,
+    # a zoom-out reports its own distance
+    distance = deg.lesion_distance(mask)
+    if distance is not None and all(step["fault"] != "zoom_out" for step in params):
+        for step in params:
+            if step["fault"] in ("reframe", "off_centre"):
+                distance += math.log2(step["zoom"])
+        components.append(("distance", distance))
+    ratings, reasons, mu = model.rate(mu0, components, rng)
+    rel = Path("images") / item.split / f"{item.index:05d}.jpg"
+    path = _WORKER["out"] / rel
+    ok = cv2.imwrite(
+        str(path), degraded[:, :, ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    if not ok:
+        raise OSError(f"cannot write {path}")
+    fault = "+".join(name for name, _ in item.recipe) or "none"
+    if non_photo:
+        fault = f"non_photo:{fault}"
+    row: dict[str, Any] = {
+        "image": rel.as_posix(),
+        **{f"rater_{i + 1}": r for i, r in enumerate(ratings)},
+        "cohort": item.cohort,
+        "split": item.split,
+        **reasons,
+        "source_path": item.source_path,
+        "fault": fault,
+        "params": json.dumps(
+            {
+                "steps": params,
+                "components": [[f, round(x, 4)] for f, x in components],
+                "mu0": round(mu0, 3),
+                "mu": round(mu, 3),
+                "cues": {k: round(v, 4) for k, v in cues.items()},
+            },
+            sort_keys=True,
+        ),
+    }
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------------------------
+def build(
+    shared: Path,
+    out: Path,
+    n_train: int = 2400,
+    n_val: int = 600,
+    seed: int = 0,
+    workers: int = 2,
+    val_share: float = 0.2,
+) -> dict[str, Any]:
+    """Build the dataset; returns the summary written to ``build_summary.json``."""
+    started = time.perf_counter()
+    shared_data = shared if (shared / "manifest.csv").exists() else shared / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+
+    model, rated_items = raters.calibrate(shared_data, seed)
+    (out / "rater_model.json").write_text(model.to_json())
+    t_calibrated = time.perf_counter()
+
+    rng = np.random.default_rng(seed)
+    excluded = rated_sources(shared_data)
+    pools = split_sources(load_manifest(shared_data), excluded, rng, val_share)
+    items = plan(pools, {"train": n_train, "val": n_val}, rng)
+
+    results: list[dict[str, Any]] = []
+    init_args = (str(shared_data), str(out), model.to_json())
+    if workers <= 1:
+        _init_worker(*init_args)
+        results = [r for r in map(process_item, items) if r is not None]
+    else:
+        ctx = mp.get_context("spawn")  # fork after cv2/BLAS threads can deadlock
+        with ctx.Pool(min(workers, 2), initializer=_init_worker, initargs=init_args) as pool:
+            results = [r for r in pool.imap(process_item, items, chunksize=8) if r is not None]
+
+    screened = [r for r in results if r.get("screened")]
+    rows = [r for r in results if not r.get("screened")]
+    # keep the requested counts and the planned cohort shares; drop surplus files
+    kept: list[dict[str, Any]] = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for cohort, share in (("dermnet", DERMNET_SHARE), ("fuseg", 1 - DERMNET_SHARE)):
+            chosen = [r for r in rows if r["split"] == split and r["cohort"] == cohort]
+            kept.extend(chosen[: round(n * share)])
+    kept_images = {r["image"] for r in kept}
+    for r in rows:
+        if r["image"] not in kept_images:
+            (out / r["image"]).unlink(missing_ok=True)
+
+    with open(out / "dataset.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+
+    summary = summarise(kept, screened, model, rated_items, shared_data)
+    summary["runtime_s"] = {
+        "calibration": round(t_calibrated - started, 1),
+        "total": round(time.perf_counter() - started, 1),
+        "workers": min(workers, 2),
+    }
+    summary["excluded_rated_sources"] = len(excluded)
+    summary["val_dermnet_conditions"] = sorted({r["condition"] for r in pools["val"]["dermnet"]})
+    (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarise(
+    rows: list[dict[str, Any]],
+    screened: list[dict[str, Any]],
+    model: raters.RaterModel,
+    rated_items: list[raters.RatedItem],
+    shared_data: Path,
+) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for split in ("train", "val"):
+        for cohort in ("dermnet", "fuseg"):
+            sel = [r for r in rows if r["split"] == split and r["cohort"] == cohort]
+            poor = sum(not raters.is_good([r[f"rater_{i}"] for i in range(1, 5)]) for r in sel)
+            counts[f"{split}/{cohort}"] = {
+                "n": len(sel),
+                "poor": poor,
+                "poor_share": round(poor / max(1, len(sel)), 3),
+                "sources": len({r["source_path"] for r in sel}),
+            }
+    fault_counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        key = r["fault"].split(":")[0] if r["fault"].startswith("non_photo") else r["fault"]
+        key = "combo" if "+" in key else key
+        entry = fault_counts.setdefault(key, {"n": 0, "poor": 0})
+        entry["n"] += 1
+        entry["poor"] += int(not raters.is_good([r[f"rater_{i}"] for i in range(1, 5)]))
+    total_poor = sum(not raters.is_good([r[f"rater_{i}"] for i in range(1, 5)]) for r in rows)
+    return {
+        "n_images": len(rows),
+        "poor_share": round(total_poor / max(1, len(rows)), 3),
+        "per_split_cohort": counts,
+        "per_fault": dict(sorted(fault_counts.items())),
+        "reason_counts": {k: int(sum(int(r[k]) for r in rows)) for k in deg.REASONS},
+        "screened_out_items": len(screened),
+        "screened_out_sources": sorted({s["source_path"] for s in screened}),
+        "non_photo_items": sum(r["fault"].startswith("non_photo") for r in rows),
+        "calibration": model.fit_report,
+        "rated_originals_check": screening_check(rated_items, model, shared_data),
+    }
+
+
+def screening_check(
+    rated_items: list[raters.RatedItem], model: raters.RaterModel, data_dir: Path
+) -> dict[str, Any]:
+    """How the cue-informed mu0 relates to the real ratings of the rated *originals*."""
+    from scipy import stats
+
+    from desktop_app.core.image_io import load_rgb
+
+    if not rated_items:
+        return {}
+    originals = [it for it in rated_items if it.family is None and it.fault == "none"]
+    mu0s, real = [], []
+    for it in originals:
+        cues = original_cues(load_rgb(data_dir / "rated" / it.image))
+        mu0s.append(original_mu0(model, cues))
+        real.append(it.mean)
+    mu0_arr, real_arr = np.array(mu0s), np.array(real)
+    flagged = mu0_arr <= np.quantile(mu0_arr, 0.25)
+    return {
+        "n_originals": len(originals),
+        "spearman_mu0_vs_real": round(float(stats.spearmanr(mu0_arr, real_arr).statistic), 3),
+        "real_mean_all": round(float(real_arr.mean()), 3),
+        "n_mu0_bottom_quartile": int(flagged.sum()),
+        "real_mean_mu0_bottom_quartile": round(float(real_arr[flagged].mean()), 3),
+        "real_mean_mu0_rest": round(float(real_arr[~flagged].mean()), 3),
+        "min_mu0": round(float(mu0_arr.min()), 3),
+        "n_real_poor": int(sum(not raters.is_good(it.ratings) for it in originals)),
+    }
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "build-data", help="build the rated training set from ../shared/data"
+    )
+    parser.add_argument("--shared", type=Path, required=True, help="../shared/data (or ../shared)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--n-train", type=int, default=2400)
+    parser.add_argument("--n-val", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="processes (at most 2)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = build(args.shared, args.out, args.n_train, args.n_val, args.seed, args.workers)
+    print(json.dumps({k: v for k, v in summary.items() if k != "screened_out_sources"}, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skin-capture-model")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))

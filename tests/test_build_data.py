@@ -1,0 +1,89 @@
+"""build-data: splits never share a source or a DermNet condition; rated sources excluded;
+output images keep their source's size. The end-to-end build needs ../shared."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_export import build_data
+
+
+def fake_manifest() -> list[dict[str, str]]:
+    rows = []
+    for c in range(12):
+        for i in range(5):
+            rows.append(
+                {"path": f"dermnet/cond{c}/{i}.jpg", "source": "dermnet", "condition": f"cond{c}",
+                 "mask": ""}
+            )  # fmt: skip
+    for prefix in ("train", "validation"):
+        for i in range(20):
+            rows.append(
+                {"path": f"fuseg/images/{prefix}-{i:04d}.jpg", "source": "fuseg",
+                 "condition": "foot-ulcer", "mask": f"fuseg/masks/{prefix}-{i:04d}.png"}
+            )  # fmt: skip
+    return rows
+
+
+def test_splits_share_no_source_or_condition_and_exclude_rated() -> None:
+    rows = fake_manifest()
+    excluded = {"dermnet/cond3/1.jpg", "fuseg/images/train-0003.jpg"}
+    pools = build_data.split_sources(rows, excluded, np.random.default_rng(0), 0.25)
+    items = build_data.plan(pools, {"train": 80, "val": 30}, np.random.default_rng(1))
+    by_split: dict[str, set[str]] = {"train": set(), "val": set()}
+    conditions: dict[str, set[str]] = {"train": set(), "val": set()}
+    for item in items:
+        by_split[item.split].add(item.source_path)
+        if item.cohort == "dermnet":
+            conditions[item.split].add(item.source_path.split("/")[1])
+    assert by_split["train"] and by_split["val"]
+    assert not by_split["train"] & by_split["val"]
+    assert not conditions["train"] & conditions["val"]
+    assert not excluded & (by_split["train"] | by_split["val"])
+    assert all(
+        Path(p).name.startswith("validation") for p in by_split["val"] if p.startswith("fuseg")
+    )
+
+
+def test_recipes_mix_clean_single_and_combined_faults() -> None:
+    rng = np.random.default_rng(0)
+    recipes = [build_data.draw_recipe(rng, True) for _ in range(2000)]
+    clean = sum(r == [] for r in recipes) / len(recipes)
+    combos = sum(len(r) > 1 for r in recipes) / len(recipes)
+    assert 0.13 < clean < 0.30 and 0.14 < combos < 0.26
+    assert all(0 <= s <= 1 for r in recipes for _, s in r)
+
+
+def test_non_photo_detector() -> None:
+    xray = np.repeat(np.linspace(0, 255, 64 * 64).reshape(64, 64, 1), 3, axis=2).astype(np.uint8)
+    assert build_data.is_non_photo(build_data.original_cues(xray))
+    skin = np.full((64, 64, 3), (200, 150, 125), np.uint8)
+    assert not build_data.is_non_photo(build_data.original_cues(skin))
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_small_build_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
+    from desktop_app.core.image_io import load_rgb
+
+    out = tmp_path / "build"
+    summary = build_data.build(shared_dir / "data", out, n_train=24, n_val=12, seed=3, workers=1)
+    with open(out / "dataset.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and list(rows[0].keys()) == build_data.CSV_FIELDS
+    with open(shared_dir / "data" / "rated" / "ratings.csv", newline="") as fh:
+        rated = {r["source_path"] for r in csv.DictReader(fh)}
+    train = {r["source_path"] for r in rows if r["split"] == "train"}
+    val = {r["source_path"] for r in rows if r["split"] == "val"}
+    assert not train & val
+    assert not rated & (train | val)
+    for row in rows[:8]:
+        image = load_rgb(out / row["image"])
+        source = load_rgb(shared_dir / "data" / row["source_path"])
+        assert image.shape == source.shape
+        assert all(1 <= int(row[f"rater_{i}"]) <= 5 for i in range(1, 5))
+    assert summary["n_images"] == len(rows)

@@ -1,0 +1,189 @@
+"""Capture faults: right direction, same size/dtype, no constant borders, canonical reasons."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from desktop_app.core.model_meta import REASON_NAMES_V1
+from model_export import degradations as deg
+
+H, W = 120, 200
+
+
+def make_skin_photo(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A small textured skin-like photo ``[H, W, 3]`` with a darker red lesion and its mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    base = np.array([200, 150, 125], np.float32)
+    shading = 0.8 + 0.2 * np.cos((xx - W / 2) / W * np.pi)
+    texture = cv2.GaussianBlur(rng.normal(0, 12, (H, W)).astype(np.float32), (0, 0), 1.0)
+    image = base[None, None, :] * shading[:, :, None] + texture[:, :, None]
+    lesion = ((xx - 0.55 * W) ** 2 / 22**2 + (yy - 0.5 * H) ** 2 / 15**2) <= 1
+    image[lesion] = image[lesion] * np.array([0.75, 0.4, 0.4], np.float32)
+    # fine structure (hair/pores) so that blur has something to remove
+    for i in range(0, W, 9):
+        cv2.line(image, (i, 0), (i + 15, H - 1), (120, 90, 80), 1)
+    return np.clip(image, 0, 255).astype(np.uint8), lesion.astype(np.uint8) * 255
+
+
+@pytest.fixture(scope="module")
+def photo() -> tuple[np.ndarray, np.ndarray]:
+    return make_skin_photo()
+
+
+def has_constant_border(image: np.ndarray, width: int = 3) -> bool:
+    """True when any edge strip of ``width`` pixels is (nearly) a single flat colour."""
+    strips = [image[:width], image[-width:], image[:, :width], image[:, -width:]]
+    return any(float(strip.reshape(-1, 3).std(axis=0).max()) < 0.5 for strip in strips)
+
+
+def test_reason_names_match_the_contract() -> None:
+    assert deg.REASONS == REASON_NAMES_V1
+    assert set(deg.RATED_REASON_MAP.values()) <= set(deg.REASONS)
+    assert len(deg.RATED_REASON_MAP) == 12
+    for reason in deg.FAMILY_REASON.values():
+        assert reason is None or reason in deg.REASONS
+
+
+def test_rated_reason_mapping() -> None:
+    row = {c: "0" for c in deg.RATED_REASON_MAP}
+    row.update(glare="1", resolution="1", obstruction="1")
+    mapped = deg.map_rated_reasons(row)
+    assert mapped == {
+        "blur": 0, "motion": 0, "dark": 0, "bright": 1,
+        "colour": 0, "framing": 1, "distance": 0, "noise": 1,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(deg.FAULTS))
+@pytest.mark.parametrize("severity", [0.0, 0.5, 1.0])
+def test_every_fault_keeps_size_dtype_and_has_no_flat_border(
+    photo: tuple[np.ndarray, np.ndarray], name: str, severity: float
+) -> None:
+    image, mask = photo
+    assert not has_constant_border(image)
+    for m in (mask, None):
+        result = deg.FAULTS[name](image, severity, np.random.default_rng(1), m)
+        assert result.image.shape == image.shape
+        assert result.image.dtype == np.uint8
+        assert result.reasons and set(result.reasons) <= set(deg.REASONS)
+        assert all(np.isfinite(x) for _, x in result.components)
+        # a blown-out image may be flat white; JPEG at quality 3 is made of flat 8x8 blocks
+        if name not in ("over_exposure", "jpeg"):
+            assert not has_constant_border(result.image), name
+
+
+def _apply(name: str, image: np.ndarray, s: float, mask: np.ndarray | None = None) -> np.ndarray:
+    return deg.FAULTS[name](image, s, np.random.default_rng(3), mask).image
+
+
+def test_blur_and_motion_lower_laplacian_variance(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+
+    def lap_var(img: np.ndarray) -> float:
+        return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+    for name in ("defocus", "motion", "resolution"):
+        mild, strong = lap_var(_apply(name, image, 0.3)), lap_var(_apply(name, image, 0.9))
+        assert strong < mild < lap_var(image), name
+
+
+def test_defocus_psf_is_a_normalised_disc() -> None:
+    kernel = deg.disc_kernel(5.0)
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    centre = kernel.shape[0] // 2
+    assert kernel[centre, centre] > 0 and kernel[0, 0] == 0
+
+
+def test_shake_trajectory_has_the_requested_length() -> None:
+    points = deg.shake_trajectory(20.0, np.random.default_rng(0))
+    assert np.linalg.norm(np.diff(points, axis=0), axis=1).sum() == pytest.approx(20.0, rel=1e-6)
+    assert deg.trajectory_kernel(points).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exposure_faults_move_mean_luminance(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+    lum = float(deg.luminance(image).mean())
+    dark = [float(deg.luminance(_apply("low_light", image, s)).mean()) for s in (0.2, 0.9)]
+    bright = [float(deg.luminance(_apply("over_exposure", image, s)).mean()) for s in (0.2, 0.9)]
+    assert dark[1] < dark[0] < lum
+    assert lum < bright[0] < bright[1]
+    assert deg.clipped_fraction(_apply("over_exposure", image, 1.0)) > 0.3
+
+
+def test_glare_adds_saturated_hot_spots(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = photo
+    out = _apply("flash_glare", image, 0.8, mask)
+    assert deg.clipped_fraction(out) > deg.clipped_fraction(image)
+    assert deg.highlight_fraction(image, out) > 0.01
+
+
+def test_noise_adds_high_frequency_energy(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+    weak = deg.FAULTS["sensor_noise"](image, 0.2, np.random.default_rng(0), None)
+    strong = deg.FAULTS["sensor_noise"](image, 1.0, np.random.default_rng(0), None)
+    assert strong.components[0][1] > weak.components[0][1] > 0
+
+
+def test_colour_cast_shifts_chromaticity_but_keeps_luminance(
+    photo: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, _ = photo
+    out = _apply("colour_cast", image, 0.8)
+    assert deg.colour_shift(image, out) > 10
+    lum_in, lum_out = float(deg.luminance(image).mean()), float(deg.luminance(out).mean())
+    assert lum_out == pytest.approx(lum_in, rel=0.1)
+
+
+def test_jpeg_strength_grows_with_severity(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+    strengths = [
+        deg.FAULTS["jpeg"](image, s, np.random.default_rng(0), None).components[0][1]
+        for s in (0.1, 0.6, 1.0)
+    ]
+    assert strengths[0] < strengths[1] < strengths[2]
+
+
+def test_off_centre_moves_or_cuts_the_lesion(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = photo
+    strengths = [
+        deg.off_centre(image, s, np.random.default_rng(5), mask).components[0][1]
+        for s in (0.0, 1.0)
+    ]
+    assert strengths[1] > strengths[0]
+    good = deg.reframe(image, 0.0, np.random.default_rng(5), mask)
+    assert good.reasons == () and good.image.shape == image.shape
+
+
+def test_zoom_out_shrinks_the_lesion_without_padding(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = photo
+    out = deg.zoom_out(image, 1.0, np.random.default_rng(2), mask)
+    assert out.params["zoom"] < 0.6
+    assert out.components[0][1] > deg.lesion_distance(mask)  # type: ignore[operator]
+    # no row or column of the result is constant (no padding strip anywhere)
+    grey = cv2.cvtColor(out.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    assert grey.std(axis=1).min() > 0.5 and grey.std(axis=0).min() > 0.5
+
+
+def test_obstruction_covers_more_with_severity(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = photo
+    covered = [
+        deg.obstruction(image, s, np.random.default_rng(11), mask).params["covered"]
+        for s in (0.1, 1.0)
+    ]
+    assert covered[1] > covered[0]
+
+
+def test_faults_are_deterministic_given_the_seed(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = photo
+    for name, fn in deg.FAULTS.items():
+        a = fn(image, 0.6, np.random.default_rng(9), mask).image
+        b = fn(image, 0.6, np.random.default_rng(9), mask).image
+        assert np.array_equal(a, b), name
+
+
+def test_srgb_linear_roundtrip() -> None:
+    values = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)
+    assert np.array_equal(deg.linear_to_srgb(deg.srgb_to_linear(values)), values)
