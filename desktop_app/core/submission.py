@@ -9,6 +9,7 @@ the outbox overwrites the same file names atomically).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from desktop_app.core.storage import (
+    TEMP_PREFIX,
     CaptureRecord,
     CaptureStore,
     StorageError,
@@ -110,6 +112,11 @@ class OutboxTarget:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        # Temporary files left by an interrupted earlier run are not deliveries: remove them.
+        if self.folder.is_dir():
+            for stale in self.folder.glob(f"{TEMP_PREFIX}*"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     def submit(self, record: CaptureRecord, image_path: Path) -> str:
         try:
