@@ -1043,7 +1043,7 @@ class CaptureStore:
         query = (
             "SELECT id FROM captures WHERE state='queued' AND problem IS NULL AND "
             "(next_attempt_utc IS NULL OR next_attempt_utc <= ?) "
-            "ORDER BY next_attempt_utc IS NOT NULL, next_attempt_utc, created_utc"
+            "ORDER BY created_utc"  # oldest due capture first
         )
         params: tuple[Any, ...] = (now_utc,)
         if limit is not None:

@@ -383,7 +383,8 @@ class SubmissionQueue:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def _now(self) -> datetime:
-        return self._clock()
+        # Times are compared as ISO strings in SQL, so they must all be UTC, microseconds.
+        return self._clock().astimezone(UTC)
 
     def enqueue(self, capture_id: str) -> None:
         """Queue an accepted or overridden capture (or re-queue a failed one)."""
