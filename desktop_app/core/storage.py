@@ -29,11 +29,11 @@ import shutil
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -50,6 +50,8 @@ DB_NAME = "captures.sqlite3"
 IMAGES_DIR = "images"
 TEMP_PREFIX = ".tmp-"
 JPEG_QUALITY = 95
+RESERVE_NAME = "space-reserve.bin"
+_T = TypeVar("_T")
 
 CAPTURE_STATES = ("captured", "accepted", "rejected", "overridden", "queued", "submitted", "failed")
 CAPTURE_MODES = ("staff", "kiosk")
@@ -482,7 +484,11 @@ class CaptureStore:
     """Durable local store of captures (SQLite + image files). Thread-safe.
 
     Opening the store reconciles database and files; see :attr:`startup_report`.
+    ``reserve_bytes`` of disk are kept allocated (``space-reserve.bin``) and released when the
+    disk is full, so that deletions and state changes still work then.
     """
+
+    reserve_bytes: int = 2 * 1024 * 1024
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
@@ -498,6 +504,7 @@ class CaptureStore:
         self.startup_report = StartupReport()
         self._conn = self._open_database()
         self._reconcile()
+        self._ensure_reserve()
 
     # ---- database opening, schema, reconciliation -----------------------------------------
 
@@ -515,6 +522,7 @@ class CaptureStore:
             if str(mode).lower() != "wal":
                 raise sqlite3.DatabaseError(f"journal mode is {mode}, WAL not available")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA journal_size_limit=4194304")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -593,7 +601,7 @@ class CaptureStore:
                 for r in self._conn.execute("SELECT capture_id FROM audit WHERE action='delete'")
             }
             known: dict[str, str] = {}
-            for row in self._conn.execute("SELECT rowid, * FROM captures"):
+            for row in self._conn.execute("SELECT rowid, * FROM captures").fetchall():
                 try:
                     record = self._row_to_record(row)
                 except ValueError as exc:
@@ -608,11 +616,11 @@ class CaptureStore:
                 if not exists and record.problem != MISSING_IMAGE_PROBLEM:
                     report.missing_images.append(record.id)
                     logger.error("capture %s: image %s is missing", record.id, record.image_path)
-                    self._set_problem(record.id, MISSING_IMAGE_PROBLEM)
+                    self._try_set_problem(record.id, MISSING_IMAGE_PROBLEM)
                 elif not exists:
                     report.missing_images.append(record.id)
                 elif exists and record.problem == MISSING_IMAGE_PROBLEM:
-                    self._set_problem(record.id, None)
+                    self._try_set_problem(record.id, None)
             for image in sorted(self._iter_image_files()):
                 capture_id = image.stem
                 if capture_id in known:
@@ -621,7 +629,12 @@ class CaptureStore:
                     self._remove_capture_files(image)
                     report.deletions_completed += 1
                     continue
-                self._recover_orphan(image)
+                try:
+                    self._recover_orphan(image)
+                except StorageError as exc:  # e.g. disk full: the file stays, retried next start
+                    logger.error("capture %s could not be recovered now: %s", capture_id, exc)
+                    known[capture_id] = "unrecovered"
+                    continue
                 report.recovered.append(capture_id)
             for sidecar in self.images_dir.rglob("*.json"):
                 cid = sidecar.stem
@@ -755,6 +768,63 @@ class CaptureStore:
                     self._conn.execute("ROLLBACK")
                 raise
 
+    def _write(
+        self,
+        body: Callable[[sqlite3.Connection], _T],
+        what: str,
+        *,
+        use_reserve: bool = True,
+    ) -> _T:
+        """Run ``body`` in one transaction; SQLite failures become a readable StorageError.
+
+        If the disk is full and ``use_reserve`` is set, the space reserve is released and the
+        transaction retried once, so reviews, deletions (which free space) and queue updates
+        still work on a full disk. New captures do not use the reserve.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._transaction() as conn:
+                    return body(conn)
+            except sqlite3.Error as exc:
+                if _is_disk_full(exc):
+                    if use_reserve and attempt == 1 and self._release_reserve():
+                        continue
+                    raise StorageError(
+                        f"The disk is full: {what} could not be saved in {self.root}. Free some "
+                        "disk space (or ask IT), then try again. Nothing was half-saved."
+                    ) from exc
+                raise StorageError(
+                    f"{what} could not be recorded in the capture database ({exc}). Please call IT."
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _ensure_reserve(self) -> None:
+        """Keep ``reserve_bytes`` of disk allocated, to be released when the disk fills up."""
+        path = self.root / RESERVE_NAME
+        if self.reserve_bytes <= 0:
+            return
+        try:
+            if path.is_file() and path.stat().st_size == self.reserve_bytes:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            logger.warning("cannot keep a %d-byte disk space reserve: %s", self.reserve_bytes, exc)
+
+    def _release_reserve(self) -> bool:
+        try:
+            (self.root / RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        logger.warning("disk full: released the space reserve in %s", self.root)
+        return True
+
     def _audit(
         self, conn: sqlite3.Connection, capture_id: str, actor: str, action: str, detail: str
     ) -> None:
@@ -776,7 +846,8 @@ class CaptureStore:
         from hashlib import sha256
 
         study, series, sop = derive_uids(capture_id, info, created)
-        with self._transaction() as conn:
+
+        def body(conn: sqlite3.Connection) -> None:
             conn.execute(
                 """INSERT INTO captures (id, created_utc, image_relpath, image_sha256, mode,
                 operator, patient_ref, body_site, note, score, threshold, model_version,
@@ -805,6 +876,8 @@ class CaptureStore:
                 ),
             )
             self._audit(conn, capture_id, info.operator, audit_action, state)
+
+        self._write(body, "The photo", use_reserve=False)
 
     def add(
         self, image_rgb: np.ndarray, info: CaptureInfo, encoded: bytes | None = None
@@ -844,16 +917,10 @@ class CaptureStore:
         state = "accepted" if info.accepted else "rejected"
         try:
             self._insert_row(capture_id, created, image_path, data, info, state, "capture")
-        except sqlite3.Error as exc:
+        except StorageError:
             self._remove_capture_files(image_path)
-            if _is_disk_full(exc):
-                raise StorageError(
-                    f"The disk is full: the photo could not be saved in {self.root}. Free some "
-                    "disk space (or ask IT), then try again. Nothing was half-saved."
-                ) from exc
-            raise StorageError(
-                f"The photo could not be recorded in the capture database ({exc}). Please call IT."
-            ) from exc
+            raise
+        self._ensure_reserve()
         return self.get(capture_id)
 
     def _remove_capture_files(self, image_path: Path) -> None:
@@ -863,11 +930,19 @@ class CaptureStore:
         with contextlib.suppress(OSError):
             fsync_dir(image_path.parent)
 
+    def _try_set_problem(self, capture_id: str, problem: str | None) -> None:
+        try:
+            self._set_problem(capture_id, problem)
+        except StorageError as exc:
+            logger.error("capture %s: could not record problem %r: %s", capture_id, problem, exc)
+
     def _set_problem(self, capture_id: str, problem: str | None) -> None:
-        with self._transaction() as conn:
+        def body(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE captures SET problem=? WHERE id=?", (problem, capture_id))
             if problem:
                 self._audit(conn, capture_id, "system", "problem", problem)
+
+        self._write(body, "The problem note")
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -988,7 +1063,8 @@ class CaptureStore:
         if rating is not None and not 1 <= int(rating) <= 5:
             raise ValueError("rating must be 1-5")
         new_state = "overridden" if action == "override" else "rejected"
-        with self._transaction() as conn:
+
+        def body(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT state FROM captures WHERE id=?", (capture_id,)).fetchone()
             if row is None:
                 raise KeyError(capture_id)
@@ -1002,13 +1078,16 @@ class CaptureStore:
                 (new_state, reviewer, utc_now(), action, reason, rating, capture_id),
             )
             self._audit(conn, capture_id, reviewer, action, reason)
+
+        self._write(body, "The review")
         return self.get(capture_id)
 
     def delete(self, capture_id: str, reviewer: str) -> None:
         """Delete a capture: the deletion is recorded in the audit log, then the file removed."""
         if not reviewer.strip():
             raise ValueError("a reviewer name is required")
-        with self._transaction() as conn:
+
+        def body(conn: sqlite3.Connection) -> str:
             row = conn.execute(
                 "SELECT image_relpath, state, patient_ref, image_sha256 FROM captures WHERE id=?",
                 (capture_id,),
@@ -1024,20 +1103,27 @@ class CaptureStore:
             )
             self._audit(conn, capture_id, reviewer, "delete", detail)
             conn.execute("DELETE FROM captures WHERE id=?", (capture_id,))
+            return str(row["image_relpath"])
+
+        relpath = self._write(body, "The deletion")
         # A crash before this point is completed by reconciliation (audit says "delete").
-        self._remove_capture_files(self.root / str(row["image_relpath"]))
+        self._remove_capture_files(self.root / relpath)
+        self._ensure_reserve()
 
     # ---- submission bookkeeping (used by core.submission) ------------------------------------
 
     def _update(self, capture_id: str, actor: str, action: str, detail: str, **fields: Any) -> None:
         cols = ", ".join(f"{k}=?" for k in fields)
-        with self._transaction() as conn:
+
+        def body(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 f"UPDATE captures SET {cols} WHERE id=?", (*fields.values(), capture_id)
             )
             if cur.rowcount != 1:
                 raise KeyError(capture_id)
             self._audit(conn, capture_id, actor, action, detail)
+
+        self._write(body, "The submission state")
 
     def _due_ids(self, now_utc: str, limit: int | None) -> builtins.list[str]:
         query = (

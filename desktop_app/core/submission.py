@@ -381,6 +381,7 @@ class SubmissionQueue:
         self.store = store
         self.target = target
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._local_error: str | None = None
 
     def _now(self) -> datetime:
         # Times are compared as ISO strings in SQL, so they must all be UTC, microseconds.
@@ -419,10 +420,15 @@ class SubmissionQueue:
         After a transient failure the pass stops (the server is probably down); each capture's
         next try is persisted with exponential backoff.
         """
-        due = self.store._due_ids(self._now().isoformat(timespec="microseconds"), max_items)
-        for capture_id in due:
-            if not self._submit_one(capture_id):
-                break
+        try:
+            due = self.store._due_ids(self._now().isoformat(timespec="microseconds"), max_items)
+            for capture_id in due:
+                if not self._submit_one(capture_id):
+                    break
+            self._local_error = None
+        except StorageError as exc:  # local trouble (e.g. disk full): report, retry next pass
+            logger.error("submission pass stopped: %s", exc)
+            self._local_error = str(exc)
         return self.status()
 
     def _submit_one(self, capture_id: str) -> bool:
@@ -501,7 +507,7 @@ class SubmissionQueue:
             queued=counts.get("queued", 0),
             submitted=counts.get("submitted", 0),
             failed=counts.get("failed", 0),
-            last_error=last_error,
+            last_error=self._local_error or last_error,
             next_retry_utc=next_retry,
             target=self.target.name,
         )
