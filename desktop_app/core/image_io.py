@@ -28,6 +28,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageLoadError(f"{path}: cannot be opened ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # e.g. a NUL byte in the path (found by fuzzing)
+        raise ImageLoadError(f"{path!r}: not a valid file name ({exc})") from exc
     if not data:
         raise ImageLoadError(f"{path}: the file is empty (0 bytes)")
     return decode_rgb(data, str(path))

@@ -308,6 +308,18 @@ def _clean_exif(payload: bytes) -> bytes:
     return cleaned if cleaned.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + cleaned
 
 
+def _clean_exif_or_raise(payload: bytes) -> bytes:
+    """:func:`_clean_exif`, with any parser failure reported as ValueError.
+
+    Found by fuzzing: Pillow's Exif parser raises SyntaxError, struct.error, KeyError, ... on
+    damaged Exif blocks that its JPEG decoder itself tolerates.
+    """
+    try:
+        return _clean_exif(payload)
+    except Exception as exc:  # see docstring; the caller falls back to re-encoding
+        raise ValueError(f"unreadable Exif block ({type(exc).__name__}: {exc})") from exc
+
+
 def strip_jpeg_metadata(data: bytes) -> bytes:
     """Losslessly remove location/identity metadata from a JPEG file.
 
@@ -363,7 +375,7 @@ def strip_jpeg_metadata(data: bytes) -> bytes:
         if marker == 0xE0 or marker == 0xEE:
             keep = payload
         elif marker == 0xE1:
-            keep = _clean_exif(payload) if payload.startswith(b"Exif\x00\x00") else None
+            keep = _clean_exif_or_raise(payload) if payload.startswith(b"Exif\x00\x00") else None
         elif marker == 0xE2:
             keep = payload if payload.startswith(b"ICC_PROFILE\x00") else None
         elif 0xE3 <= marker <= 0xEF or marker == 0xFE:
@@ -384,8 +396,8 @@ def prepare_image_bytes(image_rgb: np.ndarray, encoded: bytes | None) -> tuple[b
 
     * no ``encoded``: JPEG q95 of ``image_rgb`` (no metadata at all);
     * an original JPEG: kept bit-exact in its pixels, metadata stripped (see
-      :func:`strip_jpeg_metadata`); if that fails or the result does not decode to the same size,
-      the pixels are re-encoded as JPEG q95;
+      :func:`strip_jpeg_metadata`); if that fails or the result does not decode to exactly
+      ``image_rgb``, the pixels are re-encoded as JPEG q95;
     * any other original (PNG, TIFF, WebP, BMP): stored as lossless PNG of ``image_rgb`` (the
       decoded, orientation-corrected pixels), which carries no metadata.
     """
@@ -394,7 +406,7 @@ def prepare_image_bytes(image_rgb: np.ndarray, encoded: bytes | None) -> tuple[b
     if encoded[:3] == b"\xff\xd8\xff":
         try:
             stripped = strip_jpeg_metadata(encoded)
-            if decode_rgb(stripped).shape == image_rgb.shape:
+            if np.array_equal(decode_rgb(stripped), image_rgb):
                 return stripped, ".jpg"
             logger.warning("stripped JPEG decodes differently; storing re-encoded pixels")
         except (ValueError, ImageLoadError) as exc:
