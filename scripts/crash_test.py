@@ -116,6 +116,9 @@ class Totals:
     recovered_orphans: int = 0
     interrupted_deletes_completed: int = 0
     temp_files_cleaned: int = 0
+    # kills that landed after the target had the capture but before the row said "submitted":
+    # the exactly-once path (the same instance is sent again, the target keeps one copy)
+    delivered_but_not_marked: int = 0
     resent_after_kill: int = 0  # submitted captures with more than one send attempt
     delivered: int = 0
     final_captures: int = 0
@@ -262,7 +265,9 @@ def verify(
             record = records.get(cid)
             if record is None:
                 problems.append(f"delivered capture {cid} is not in the store")
-            elif record.state not in ("queued", "submitted"):
+            elif record.state == "queued":
+                totals.delivered_but_not_marked += 1
+            elif record.state != "submitted":
                 problems.append(f"delivered capture {cid} is in state {record.state}")
         for record in records.values():
             if record.state == "submitted" and record.id not in delivered:
