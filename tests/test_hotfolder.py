@@ -127,3 +127,16 @@ def test_hot_folder_file_into_store_keeps_pixels(folder: Path, tmp_path: Path) -
         record = store.add(event.image_rgb, make_info(source=event.source), encoded=event.encoded)
         assert np.array_equal(store.load_image(record.id), event.image_rgb)
         assert store.get(record.id).info.source.startswith("hotfolder:")
+
+
+def test_manual_acknowledge_offers_unsaved_files_again_after_a_crash(folder: Path) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(encode(smooth_image(seed=len(name)), "JPEG"))
+    state = folder.parent / "seen.json"
+    watcher = HotFolderWatcher(folder, settle_s=0, state_path=state, auto_acknowledge=False)
+    events = {e.path.name: e for e in watcher.poll()}
+    assert sorted(events) == ["a.jpg", "b.jpg"]
+    assert watcher.poll() == []  # not offered twice within one run
+    watcher.acknowledge(events["a.jpg"])  # a.jpg was saved; the app dies before saving b.jpg
+    restarted = HotFolderWatcher(folder, settle_s=0, state_path=state, auto_acknowledge=False)
+    assert [e.path.name for e in restarted.poll()] == ["b.jpg"]

@@ -4,6 +4,10 @@
 have stayed the same for ``settle_s`` seconds (so half-copied files are not read). Files are
 never modified or deleted. Which files were already reported is persisted, so a restart does not
 report them again; a file replaced by a different one (new size or time) is reported again.
+
+By default a file counts as done once ``poll`` returned it. With ``auto_acknowledge=False`` it
+is only persisted as done when the caller calls :meth:`HotFolderWatcher.acknowledge` (after
+``CaptureStore.add`` returned), so a crash in between offers the file again after the restart.
 """
 
 from __future__ import annotations
@@ -57,15 +61,18 @@ class HotFolderWatcher:
         settle_s: float = 0.5,
         state_path: Path | None = None,
         max_file_bytes: int = MAX_FILE_BYTES,
+        auto_acknowledge: bool = True,
     ) -> None:
         self.folder = Path(folder)
+        self.auto_acknowledge = auto_acknowledge
         self.settle_s = float(settle_s)
         self.max_file_bytes = int(max_file_bytes)
         if state_path is None:
             key = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:16]
             state_path = default_store_root().parent / "hotfolder" / f"seen-{key}.json"
         self.state_path = Path(state_path)
-        self._seen: dict[str, tuple[int, int]] = self._load_seen()
+        self._seen: dict[str, tuple[int, int]] = self._load_seen()  # persisted
+        self._offered: dict[str, tuple[int, int]] = {}  # returned, not yet acknowledged
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._folder_problem_reported = False
 
@@ -97,7 +104,16 @@ class HotFolderWatcher:
 
     def forget(self, path: Path) -> None:
         """Report this file again at the next poll (e.g. after a failed save)."""
-        if self._seen.pop(Path(path).name, None) is not None:
+        name = Path(path).name
+        self._offered.pop(name, None)
+        if self._seen.pop(name, None) is not None:
+            self._save_seen()
+
+    def acknowledge(self, event: HotFolderEvent) -> None:
+        """Persist that this event's file is done (needed only with ``auto_acknowledge=False``)."""
+        signature = self._offered.pop(event.path.name, None)
+        if signature is not None:
+            self._seen[event.path.name] = signature
             self._save_seen()
 
     # ---- polling -----------------------------------------------------------------------------
@@ -135,7 +151,7 @@ class HotFolderWatcher:
                 continue
             present.add(name)
             signature = (int(st.st_size), int(st.st_mtime_ns))
-            if self._seen.get(name) == signature:
+            if self._seen.get(name) == signature or self._offered.get(name) == signature:
                 continue
             pending = self._pending.get(name)
             if pending is None or pending[:2] != signature:
@@ -149,11 +165,14 @@ class HotFolderWatcher:
                 self._pending.pop(name, None)
                 continue
             events.append(event)
-            self._seen[name] = signature
+            if self.auto_acknowledge:
+                self._seen[name] = signature
+            else:
+                self._offered[name] = signature
             self._pending.pop(name, None)
         for gone in set(self._pending) - present:
             del self._pending[gone]
-        if events:
+        if events and self.auto_acknowledge:
             self._save_seen()
         return events
 
