@@ -202,3 +202,35 @@ def test_regression_damaged_exif_in_a_decodable_jpeg_is_stored(tmp_path: Path) -
         stored = record.image_path.read_bytes()
         assert b"SN-1" not in stored and b"Exif" not in stored  # re-encoded, no metadata
         assert store.load_image(record.id).shape == image.shape
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "message"),
+    [
+        # 110 MP is allowed (not a "bomb"); this file just has no pixel data
+        (11000, 10000, r"damaged or truncated \((?!DecompressionBomb)"),
+        (12000, 12000, "larger than supported"),  # 144 MP: over our 120 MP limit
+        (30000, 30000, "larger than supported"),  # 900 MP: Pillow's own bomb error
+    ],
+)
+def test_huge_declared_sizes_are_reported_plainly(width: int, height: int, message: str) -> None:
+    """Found by fuzzing: Pillow's 89 MP bomb warning called a 99-120 MP header "damaged"."""
+    with pytest.raises(ImageLoadError, match=message):
+        decode_rgb(_png_header_only(width, height))
