@@ -133,6 +133,7 @@ class Deliveries:
         self.outbox = outbox
         self.orthanc = orthanc
         self._cache: dict[str, tuple[tuple[int, int, int, int], str, str]] = {}
+        self._instances: dict[str, tuple[str, str]] = {}
 
     def collect(self) -> tuple[dict[str, list[str]], list[str]]:
         """(capture id -> photo hashes of its deliveries, problems)."""
@@ -175,11 +176,13 @@ class Deliveries:
             import pydicom
 
             for oid in self.orthanc.instance_ids():
-                raw = self.orthanc.get_bytes(f"/instances/{oid}/file")
-                ds = pydicom.dcmread(io.BytesIO(raw))
-                block = ds.private_block(0x0011, "SkinCaptureAssist 1")
-                cid = str(block[0x06].value)
-                by_capture.setdefault(cid, []).append(_sha(ds.PixelData))
+                if oid not in self._instances:  # stored instances never change: read each once
+                    raw = self.orthanc.get_bytes(f"/instances/{oid}/file")
+                    ds = pydicom.dcmread(io.BytesIO(raw))
+                    block = ds.private_block(0x0011, "SkinCaptureAssist 1")
+                    self._instances[oid] = (str(block[0x06].value), _sha(ds.PixelData))
+                cid, photo_hash = self._instances[oid]
+                by_capture.setdefault(cid, []).append(photo_hash)
         return by_capture, problems
 
 
