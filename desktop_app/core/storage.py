@@ -215,7 +215,10 @@ def new_capture_id(now: datetime | None = None) -> str:
 
 
 def fsync_dir(directory: Path) -> None:
-    """Make a rename/creation/unlink in ``directory`` durable."""
+    """Make a rename/creation/unlink in ``directory`` durable (POSIX; a no-op on Windows,
+    where directories cannot be opened for fsync and NTFS journals the rename itself)."""
+    if os.name == "nt":
+        return
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -244,7 +247,7 @@ def atomic_write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> N
     target is either untouched or completely written.
     """
     tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         try:
             view = memoryview(data)
@@ -818,9 +821,15 @@ class CaptureStore:
         try:
             if path.is_file() and path.stat().st_size == self.reserve_bytes:
                 return
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
             try:
-                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)
+                else:  # macOS / Windows: real blocks by writing zeros
+                    chunk = bytes(min(self.reserve_bytes, 1 << 20))
+                    remaining = self.reserve_bytes
+                    while remaining > 0:
+                        remaining -= os.write(fd, chunk[:remaining])
                 os.fsync(fd)
             finally:
                 os.close(fd)
