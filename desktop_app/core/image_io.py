@@ -28,6 +28,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageLoadError(f"{path}: cannot be opened ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # e.g. a NUL byte in the path (found by fuzzing)
+        raise ImageLoadError(f"{path!r}: not a valid file name ({exc})") from exc
     if not data:
         raise ImageLoadError(f"{path}: the file is empty (0 bytes)")
     return decode_rgb(data, str(path))
@@ -39,7 +41,9 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageLoadError(f"{name}: no data")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own MAX_PIXELS check below is the limit; Pillow's warning threshold (89 MP)
+            # would otherwise reject 100 MP camera stills as "damaged" (found by fuzzing).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageLoadError(
@@ -49,6 +53,8 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
                 rgb = ImageOps.exif_transpose(img).convert("RGB")
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: the image is larger than supported ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"{name}: not a readable image") from exc
     except Exception as exc:

@@ -1,0 +1,142 @@
+"""Hot folder: size-stable files once each, persisted; bad files reported, never raised."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_helpers import encode, make_info, smooth_image
+
+from desktop_app.core.hotfolder import HotFolderWatcher
+from desktop_app.core.storage import CaptureStore
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    f = tmp_path / "hot"
+    f.mkdir()
+    return f
+
+
+def _watcher(folder: Path, settle_s: float = 0.0) -> HotFolderWatcher:
+    return HotFolderWatcher(folder, settle_s=settle_s, state_path=folder.parent / "seen.json")
+
+
+def test_file_is_reported_once_after_it_settles(folder: Path) -> None:
+    image = smooth_image(seed=1)
+    (folder / "a.jpg").write_bytes(encode(image, "JPEG", quality=95))
+    watcher = _watcher(folder, settle_s=0.15)
+    assert watcher.poll() == []  # first sight: not yet stable
+    time.sleep(0.2)
+    events = watcher.poll()
+    assert len(events) == 1 and events[0].ok and events[0].error is None
+    assert events[0].image_rgb is not None and events[0].image_rgb.shape == image.shape
+    assert events[0].encoded == (folder / "a.jpg").read_bytes()
+    assert events[0].source == f"hotfolder:{folder / 'a.jpg'}"
+    assert watcher.poll() == []
+
+
+def test_growing_file_waits_until_complete(folder: Path) -> None:
+    data = encode(smooth_image(seed=2), "PNG")
+    path = folder / "b.png"
+    path.write_bytes(data[: len(data) // 2])
+    watcher = _watcher(folder, settle_s=0.1)
+    assert watcher.poll() == []
+    time.sleep(0.05)
+    with path.open("ab") as fh:
+        fh.write(data[len(data) // 2 :])
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))
+    time.sleep(0.12)
+    assert watcher.poll() == []  # changed since last look: the settle time starts again
+    time.sleep(0.12)
+    events = watcher.poll()
+    assert len(events) == 1 and events[0].ok
+
+
+def test_bad_files_are_reported_once_each_never_raised(folder: Path) -> None:
+    good = encode(smooth_image(seed=3), "JPEG")
+    (folder / "good.jpg").write_bytes(good)
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    (folder / ".hidden.jpg").write_bytes(good)
+    (folder / "copying.jpg.part").write_bytes(good[:10])
+    (folder / "Thumbs.db").write_bytes(b"\x00" * 10)
+    (folder / "subfolder").mkdir()
+    watcher = _watcher(folder)
+    events = {e.path.name: e for e in watcher.poll()}
+    assert sorted(events) == ["empty.jpg", "fake.png", "good.jpg", "notes.txt", "truncated.jpg"]
+    assert events["good.jpg"].ok
+    assert "empty" in str(events["empty.jpg"].error)
+    assert "not a readable image" in str(events["notes.txt"].error)
+    assert "damaged or truncated" in str(events["truncated.jpg"].error)
+    assert not events["fake.png"].ok and events["fake.png"].image_rgb is None
+    assert watcher.poll() == []
+
+
+def test_seen_set_survives_restart_and_replaced_files_come_again(folder: Path) -> None:
+    (folder / "a.jpg").write_bytes(encode(smooth_image(seed=4), "JPEG"))
+    assert len(_watcher(folder).poll()) == 1
+    restarted = _watcher(folder)
+    assert restarted.poll() == []
+    (folder / "a.jpg").write_bytes(encode(smooth_image(64, 64, seed=5), "JPEG"))
+    events = restarted.poll()
+    assert len(events) == 1 and events[0].image_rgb is not None
+    assert events[0].image_rgb.shape == (64, 64, 3)
+    restarted.forget(folder / "a.jpg")
+    assert len(_watcher(folder).poll()) == 1
+
+
+def test_damaged_state_file_means_files_are_offered_again(folder: Path) -> None:
+    (folder / "a.jpg").write_bytes(encode(smooth_image(seed=6), "JPEG"))
+    assert len(_watcher(folder).poll()) == 1
+    (folder.parent / "seen.json").write_text('{"seen": {"a.jpg": "oops"')
+    assert len(_watcher(folder).poll()) == 1
+
+
+def test_missing_folder_is_reported_once_then_picked_up(tmp_path: Path) -> None:
+    folder = tmp_path / "later"
+    watcher = _watcher(folder)
+    first = watcher.poll()
+    assert len(first) == 1 and "does not exist" in str(first[0].error)
+    assert watcher.poll() == []
+    folder.mkdir()
+    (folder / "a.webp").write_bytes(encode(smooth_image(seed=7), "WEBP", lossless=True))
+    events = watcher.poll()
+    assert len(events) == 1 and events[0].ok
+
+
+def test_default_state_path_is_in_app_data(isolated_app_dirs: Path, folder: Path) -> None:
+    (folder / "a.jpg").write_bytes(encode(smooth_image(seed=8), "JPEG"))
+    watcher = HotFolderWatcher(folder, settle_s=0)
+    assert len(watcher.poll()) == 1
+    assert watcher.state_path.is_relative_to(isolated_app_dirs / "data")
+    assert watcher.state_path.exists()
+
+
+def test_hot_folder_file_into_store_keeps_pixels(folder: Path, tmp_path: Path) -> None:
+    image = smooth_image(seed=9)
+    (folder / "cam.jpg").write_bytes(encode(image, "JPEG", quality=92))
+    (event,) = _watcher(folder).poll()
+    assert event.image_rgb is not None
+    with CaptureStore(tmp_path / "store") as store:
+        record = store.add(event.image_rgb, make_info(source=event.source), encoded=event.encoded)
+        assert np.array_equal(store.load_image(record.id), event.image_rgb)
+        assert store.get(record.id).info.source.startswith("hotfolder:")
+
+
+def test_manual_acknowledge_offers_unsaved_files_again_after_a_crash(folder: Path) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(encode(smooth_image(seed=len(name)), "JPEG"))
+    state = folder.parent / "seen.json"
+    watcher = HotFolderWatcher(folder, settle_s=0, state_path=state, auto_acknowledge=False)
+    events = {e.path.name: e for e in watcher.poll()}
+    assert sorted(events) == ["a.jpg", "b.jpg"]
+    assert watcher.poll() == []  # not offered twice within one run
+    watcher.acknowledge(events["a.jpg"])  # a.jpg was saved; the app dies before saving b.jpg
+    restarted = HotFolderWatcher(folder, settle_s=0, state_path=state, auto_acknowledge=False)
+    assert [e.path.name for e in restarted.poll()] == ["b.jpg"]
