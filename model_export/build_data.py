@@ -483,6 +483,50 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def sample_subset(csv_path: Path, out_csv: Path, n_per_split: dict[str, int], seed: int) -> int:
+    """Write a random subset of a built dataset CSV (same image paths, so caches are reused).
+
+    Per split: shuffle the rows with ``random.Random(seed)``, keep the first n, sort by image.
+    Returns the number of rows written.
+    """
+    import random
+
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    rng = random.Random(seed)
+    kept: list[dict[str, str]] = []
+    for split, n in n_per_split.items():
+        pool = [r for r in rows if r["split"] == split]
+        rng.shuffle(pool)
+        kept += sorted(pool[:n], key=lambda r: r["image"])
+    with out_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    return len(kept)
+
+
+def add_sample_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sample-data", help="random per-split subset of a built dataset CSV"
+    )
+    parser.add_argument("--csv", type=Path, required=True, help="dataset.csv from build-data")
+    parser.add_argument("--out", type=Path, required=True, help="subset CSV (same folder)")
+    parser.add_argument("--n-train", type=int, required=True)
+    parser.add_argument("--n-val", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(
+        func=lambda a: (
+            0
+            if sample_subset(a.csv, a.out, {"train": a.n_train, "val": a.n_val}, a.seed) > 0
+            else 1
+        )
+    )
+    return parser
+
+
 def run(args: argparse.Namespace) -> int:
     summary = build(args.shared, args.out, args.n_train, args.n_val, args.seed, args.workers)
     print(json.dumps({k: v for k, v in summary.items() if k != "screened_out_sources"}, indent=2))

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model_export import baselines, build_data
 
     build_data.add_parser(sub)
+    build_data.add_sample_parser(sub)
     baselines.add_parser(sub)
     return parser
 
