@@ -1,0 +1,1210 @@
+"""The capture store: every photo is on disk before anything else happens to it.
+
+Layout under the store root (``$SKIN_CAPTURE_HOME/captures`` or the platformdirs data dir)::
+
+    captures.sqlite3            SQLite, WAL, synchronous=FULL, schema version in user_version
+    images/<YYYY-MM>/<id>.jpg   the photo (or .png for lossless hot-folder originals)
+    images/<YYYY-MM>/<id>.json  capture-time sidecar (the CaptureInfo), used to rebuild a lost row
+
+Write order in :meth:`CaptureStore.add`: image and sidecar are each written to a temporary file,
+fsynced, renamed into place and the directory fsynced; only then is the row inserted and
+committed. A crash at any point therefore leaves either nothing, or a complete image whose row is
+rebuilt from the sidecar at the next start (state ``captured``, with a warning), or the full
+capture. Files are ``0600`` and folders ``0700``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import errno
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from desktop_app.core.image_io import ImageLoadError, decode_rgb
+from desktop_app.core.model_meta import REASON_NAMES_V1
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "skin-capture-assist"
+HOME_ENV = "SKIN_CAPTURE_HOME"
+SCHEMA_VERSION = 1
+DB_NAME = "captures.sqlite3"
+IMAGES_DIR = "images"
+TEMP_PREFIX = ".tmp-"
+JPEG_QUALITY = 95
+
+CAPTURE_STATES = ("captured", "accepted", "rejected", "overridden", "queued", "submitted", "failed")
+CAPTURE_MODES = ("staff", "kiosk")
+REVIEW_ACTIONS = ("override", "confirm_reject")
+#: Training label given to a review decision when the reviewer gave no 1-5 rating.
+DECISION_RATING = {"override": 4, "confirm_reject": 2}
+MISSING_IMAGE_PROBLEM = "image file missing"
+
+# EXIF tags removed from kept originals: GPS block, owner, serial numbers, maker notes (which hold
+# vendor serials), unique ids.
+_EXIF_GPS_IFD = 0x8825
+_EXIF_SUB_IFD = 0x8769
+_EXIF_PRIVATE_TAGS = frozenset(
+    {
+        0x927C,  # MakerNote
+        0xA420,  # ImageUniqueID
+        0xA430,  # CameraOwnerName
+        0xA431,  # BodySerialNumber
+        0xA435,  # LensSerialNumber
+        0xC62F,  # CameraSerialNumber (DNG)
+        0x013B,  # Artist
+        0x9C9C,  # XPComment
+        0x9C9D,  # XPAuthor
+        0x9286,  # UserComment
+    }
+)
+_ID_PATTERN = re.compile(r"^c\d{8}T\d{12}-[0-9a-f]{8}$")
+
+
+class StorageError(RuntimeError):
+    """Saving or reading a capture failed; the message is written for clinic staff."""
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """What the app knows when a photo is taken."""
+
+    mode: str  # "staff" | "kiosk"
+    operator: str
+    patient_ref: str  # patient or encounter identifier ("" allowed in kiosk before entry)
+    body_site: str
+    note: str
+    score: float
+    threshold: float
+    model_version: str
+    reasons: dict[str, float]
+    accepted: bool  # score >= threshold
+    source: str  # "camera:0", "hotfolder:/path", "demo", "replay:..."
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, raw: Mapping[str, Any]) -> CaptureInfo:
+        """Strictly parse a dict written by :meth:`to_json_dict`; raises ValueError if damaged."""
+        try:
+            reasons_raw = raw["reasons"]
+            if not isinstance(reasons_raw, dict):
+                raise ValueError("reasons is not a mapping")
+            info = cls(
+                mode=_req_str(raw["mode"], "mode"),
+                operator=_req_str(raw["operator"], "operator"),
+                patient_ref=_req_str(raw["patient_ref"], "patient_ref"),
+                body_site=_req_str(raw["body_site"], "body_site"),
+                note=_req_str(raw["note"], "note"),
+                score=_req_float(raw["score"], "score"),
+                threshold=_req_float(raw["threshold"], "threshold"),
+                model_version=_req_str(raw["model_version"], "model_version"),
+                reasons={str(k): _req_float(v, f"reason {k}") for k, v in reasons_raw.items()},
+                accepted=bool(raw["accepted"]),
+                source=_req_str(raw["source"], "source"),
+            )
+        except KeyError as exc:
+            raise ValueError(f"missing field {exc.args[0]}") from exc
+        if info.mode not in CAPTURE_MODES:
+            raise ValueError(f"unknown mode {info.mode!r}")
+        return info
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    """One stored capture: its row, with the image path resolved."""
+
+    id: str
+    created_utc: str
+    image_path: Path
+    info: CaptureInfo
+    state: str
+    reviewer: str | None
+    reviewed_utc: str | None
+    review_reason: str | None
+    submission_attempts: int
+    last_error: str | None
+    submitted_utc: str | None
+    remote_uid: str | None
+    # Additions beyond the agreed API (all defaulted):
+    review_action: str | None = None
+    review_rating: int | None = None
+    next_attempt_utc: str | None = None
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_instance_uid: str = ""
+    problem: str | None = None  # e.g. "image file missing"; such captures are never submitted
+
+
+@dataclass(frozen=True)
+class DamagedRow:
+    """A row that could not be read back (reported, skipped, never fatal)."""
+
+    rowid: int
+    capture_id: str | None
+    reason: str
+
+
+@dataclass
+class StartupReport:
+    """What reconciliation of database and files found when the store was opened."""
+
+    recovered: list[str] = field(default_factory=list)  # images without a row, now "captured"
+    missing_images: list[str] = field(default_factory=list)  # rows whose image is gone
+    damaged_rows: list[DamagedRow] = field(default_factory=list)
+    temp_files_removed: int = 0
+    deletions_completed: int = 0  # files of deleted captures removed after an interrupted delete
+    database_rebuilt_from: Path | None = None  # damaged database file moved aside
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.recovered
+            or self.missing_images
+            or self.damaged_rows
+            or self.database_rebuilt_from is not None
+        )
+
+
+def default_store_root() -> Path:
+    """``$SKIN_CAPTURE_HOME/captures`` if set, else platformdirs' user data dir + ``captures``."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home) / "captures"
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME)) / "captures"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_capture_id(now: datetime | None = None) -> str:
+    """Time-ordered, collision-resistant, file-name-safe id.
+
+    Example: ``c20250101T120000123456-1a2b3c4d``.
+    """
+    now = now or datetime.now(UTC)
+    return f"c{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Durable file writing
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename/creation/unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700 on the folders this call creates."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+        os.chmod(d, 0o700)
+        fsync_dir(d.parent)
+
+
+def atomic_write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``target`` via temp file + fsync + rename (+ fsync of the folder).
+
+    On any failure the temporary file is removed and the original ``OSError`` propagates; the
+    target is either untouched or completely written.
+    """
+    tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if sync_dir:
+        fsync_dir(target.parent)
+
+
+def os_error_message(exc: OSError, what: str, where: Path) -> str:
+    """Plain-language message for a failed disk operation."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"The disk is full: {what} could not be saved in {where}. Free some disk space "
+            "(or ask IT), then try again. Nothing was half-saved."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"No permission to write in {where}: {what} could not be saved. Please call IT."
+    return f"{what} could not be saved in {where}: {exc.strerror or exc}. Please call IT."
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata stripping
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """Encode uint8 RGB ``[H, W, 3]`` as a metadata-free JPEG."""
+    buf = io.BytesIO()
+    Image.fromarray(image_rgb, "RGB").save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    """Encode uint8 RGB ``[H, W, 3]`` as a metadata-free (lossless) PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(image_rgb, "RGB").save(buf, "PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _clean_exif(payload: bytes) -> bytes:
+    """Return the APP1 Exif payload with the GPS block and identifying tags removed."""
+    exif = Image.Exif()
+    exif.load(payload)
+    exif.pop(_EXIF_GPS_IFD, None)
+    for tag in _EXIF_PRIVATE_TAGS:
+        exif.pop(tag, None)
+    if _EXIF_SUB_IFD in exif:
+        sub = exif.get_ifd(_EXIF_SUB_IFD)
+        for tag in _EXIF_PRIVATE_TAGS:
+            sub.pop(tag, None)
+    cleaned = exif.tobytes()
+    return cleaned if cleaned.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + cleaned
+
+
+def strip_jpeg_metadata(data: bytes) -> bytes:
+    """Losslessly remove location/identity metadata from a JPEG file.
+
+    Keeps JFIF (APP0), a cleaned Exif (APP1: orientation, exposure...), ICC profiles (APP2) and
+    Adobe (APP14, colour transform); drops XMP, IPTC/Photoshop, comments, other APPn segments and
+    everything after the end-of-image marker (multi-picture trailers carry their own Exif).
+    The entropy-coded data is copied unchanged. Raises ValueError if the structure is not valid.
+    """
+    if len(data) < 4 or data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    out = bytearray(b"\xff\xd8")
+    pos = 2
+    n = len(data)
+    in_scan = False
+    while pos < n:
+        if in_scan:
+            # Entropy-coded data: 0xFF is stuffed as FF00; FFD0-FFD7 are restart markers.
+            start = pos
+            while True:
+                idx = data.find(b"\xff", pos)
+                if idx < 0 or idx + 1 >= n:
+                    raise ValueError("scan data is truncated")
+                nxt = data[idx + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    pos = idx + (1 if nxt == 0xFF else 2)
+                    continue
+                break
+            out += data[start:idx]
+            pos = idx
+            in_scan = False
+        if data[pos] != 0xFF:
+            raise ValueError(f"expected a marker at byte {pos}")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise ValueError("truncated marker")
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI: drop any trailer
+            out += b"\xff\xd9"
+            return bytes(out)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            out += bytes((0xFF, marker))
+            continue
+        if pos + 2 > n:
+            raise ValueError("truncated segment length")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2 or pos + length > n:
+            raise ValueError("segment runs past the end of the file")
+        payload = data[pos + 2 : pos + length]
+        pos += length
+        keep: bytes | None
+        if marker == 0xE0 or marker == 0xEE:
+            keep = payload
+        elif marker == 0xE1:
+            keep = _clean_exif(payload) if payload.startswith(b"Exif\x00\x00") else None
+        elif marker == 0xE2:
+            keep = payload if payload.startswith(b"ICC_PROFILE\x00") else None
+        elif 0xE3 <= marker <= 0xEF or marker == 0xFE:
+            keep = None
+        else:
+            keep = payload
+        if keep is not None:
+            if len(keep) + 2 > 0xFFFF:
+                raise ValueError("cleaned segment too large")
+            out += bytes((0xFF, marker)) + struct.pack(">H", len(keep) + 2) + keep
+        if marker == 0xDA:
+            in_scan = True
+    raise ValueError("no end-of-image marker")
+
+
+def prepare_image_bytes(image_rgb: np.ndarray, encoded: bytes | None) -> tuple[bytes, str]:
+    """Choose the bytes to store and their suffix.
+
+    * no ``encoded``: JPEG q95 of ``image_rgb`` (no metadata at all);
+    * an original JPEG: kept bit-exact in its pixels, metadata stripped (see
+      :func:`strip_jpeg_metadata`); if that fails or the result does not decode to the same size,
+      the pixels are re-encoded as JPEG q95;
+    * any other original (PNG, TIFF, WebP, BMP): stored as lossless PNG of ``image_rgb`` (the
+      decoded, orientation-corrected pixels), which carries no metadata.
+    """
+    if encoded is None:
+        return encode_jpeg(image_rgb), ".jpg"
+    if encoded[:3] == b"\xff\xd8\xff":
+        try:
+            stripped = strip_jpeg_metadata(encoded)
+            if decode_rgb(stripped).shape == image_rgb.shape:
+                return stripped, ".jpg"
+            logger.warning("stripped JPEG decodes differently; storing re-encoded pixels")
+        except (ValueError, ImageLoadError) as exc:
+            logger.warning("could not strip JPEG metadata losslessly (%s); re-encoding", exc)
+        return encode_jpeg(image_rgb), ".jpg"
+    return encode_png(image_rgb), ".png"
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+_SCHEMA_V1 = """
+CREATE TABLE captures (
+    id TEXT PRIMARY KEY,
+    created_utc TEXT NOT NULL,
+    image_relpath TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    patient_ref TEXT NOT NULL,
+    body_site TEXT NOT NULL,
+    note TEXT NOT NULL,
+    score REAL,
+    threshold REAL,
+    model_version TEXT NOT NULL,
+    reasons_json TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reviewer TEXT,
+    reviewed_utc TEXT,
+    review_action TEXT,
+    review_reason TEXT,
+    review_rating INTEGER,
+    submission_attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_attempt_utc TEXT,
+    next_attempt_utc TEXT,
+    submitted_utc TEXT,
+    remote_uid TEXT,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    problem TEXT
+);
+CREATE INDEX captures_state ON captures(state, next_attempt_utc);
+CREATE INDEX captures_created ON captures(created_utc);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    utc TEXT NOT NULL,
+    capture_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_capture ON audit(capture_id);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+def derive_uids(capture_id: str, info: CaptureInfo, created_utc: str) -> tuple[str, str, str]:
+    """Deterministic DICOM (study, series, SOP instance) UIDs for a capture.
+
+    The instance UID depends only on the capture id, so a resend after a crash is the same
+    instance to the server. Captures of one patient on one day share a study; one body site in
+    one mode within that study shares a series. Without a patient reference the capture gets its
+    own study. UIDs are ``2.25.<128-bit int>`` (ISO/IEC 9834-8 style, no registered root needed).
+    """
+    from hashlib import sha256
+
+    def uid(*parts: str) -> str:
+        digest = sha256("\x1f".join(("skin-capture-assist", *parts)).encode()).digest()
+        return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+    day = created_utc[:10]
+    if info.patient_ref:
+        study = uid("study", info.patient_ref, day)
+        series = uid("series", info.patient_ref, day, info.body_site, info.mode)
+    else:
+        study = uid("study", capture_id)
+        series = uid("series", capture_id)
+    return study, series, uid("instance", capture_id)
+
+
+class CaptureStore:
+    """Durable local store of captures (SQLite + image files). Thread-safe.
+
+    Opening the store reconciles database and files; see :attr:`startup_report`.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_root()
+        self.images_dir = self.root / IMAGES_DIR
+        self.db_path = self.root / DB_NAME
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            ensure_private_dir(self.root)
+            ensure_private_dir(self.images_dir)
+        except OSError as exc:
+            raise StorageError(os_error_message(exc, "The capture folder", self.root)) from exc
+        self.startup_report = StartupReport()
+        self._conn = self._open_database()
+        self._reconcile()
+
+    # ---- database opening, schema, reconciliation -----------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.db_path.exists():
+            fd = os.open(self.db_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        os.chmod(self.db_path, 0o600)
+        conn = sqlite3.connect(
+            self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError(f"journal mode is {mode}, WAL not available")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(conn)
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_database(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except StorageError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            if _is_disk_full(exc):
+                raise StorageError(
+                    f"The disk is full: the capture database in {self.root} cannot be opened."
+                    " Free some disk space, then restart."
+                ) from exc
+            # The file itself is damaged: keep it for IT, rebuild from images + sidecars.
+            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            logger.error(
+                "capture database %s is damaged (%s); moved to %s and rebuilt from the image files",
+                self.db_path,
+                exc,
+                aside,
+            )
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(str(self.db_path) + suffix)
+                    if src.exists():
+                        os.replace(src, Path(str(aside) + suffix))
+                fsync_dir(self.root)
+                conn = self._connect()
+            except (OSError, sqlite3.Error) as exc2:
+                raise StorageError(
+                    f"The capture database in {self.root} is damaged and could not be rebuilt"
+                    f" ({exc2}). The photos are safe in {self.images_dir}. Please call IT."
+                ) from exc2
+            self.startup_report.database_rebuilt_from = aside
+            return conn
+        except OSError as exc:
+            raise StorageError(os_error_message(exc, "The capture database", self.root)) from exc
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"The capture database was written by a newer version of this app (schema "
+                f"{version}, this app knows {SCHEMA_VERSION}). Please update the app."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(_MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _reconcile(self) -> None:
+        """Bring database and files into agreement (see module docstring)."""
+        report = self.startup_report
+        with self._lock:
+            for tmp in self.images_dir.rglob(f"{TEMP_PREFIX}*"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    report.temp_files_removed += 1
+            deleted = {
+                r[0]
+                for r in self._conn.execute("SELECT capture_id FROM audit WHERE action='delete'")
+            }
+            known: dict[str, str] = {}
+            for row in self._conn.execute("SELECT rowid, * FROM captures"):
+                try:
+                    record = self._row_to_record(row)
+                except ValueError as exc:
+                    damaged = DamagedRow(int(row["rowid"]), _safe_id(row), str(exc))
+                    report.damaged_rows.append(damaged)
+                    logger.error("damaged capture row %s: %s", damaged.capture_id, exc)
+                    if damaged.capture_id:
+                        known[damaged.capture_id] = "damaged"
+                    continue
+                known[record.id] = record.state
+                exists = record.image_path.is_file()
+                if not exists and record.problem != MISSING_IMAGE_PROBLEM:
+                    report.missing_images.append(record.id)
+                    logger.error("capture %s: image %s is missing", record.id, record.image_path)
+                    self._set_problem(record.id, MISSING_IMAGE_PROBLEM)
+                elif not exists:
+                    report.missing_images.append(record.id)
+                elif exists and record.problem == MISSING_IMAGE_PROBLEM:
+                    self._set_problem(record.id, None)
+            for image in sorted(self._iter_image_files()):
+                capture_id = image.stem
+                if capture_id in known:
+                    continue
+                if capture_id in deleted:
+                    self._remove_capture_files(image)
+                    report.deletions_completed += 1
+                    continue
+                self._recover_orphan(image)
+                report.recovered.append(capture_id)
+            for sidecar in self.images_dir.rglob("*.json"):
+                cid = sidecar.stem
+                if cid not in known and cid not in report.recovered and not _has_image(sidecar):
+                    # Sidecar without image: the image rename never happened (or was deleted).
+                    with contextlib.suppress(OSError):
+                        sidecar.unlink()
+        if not report.clean:
+            logger.warning(
+                "capture store reconciliation: %d recovered, %d missing images, %d damaged rows%s",
+                len(report.recovered),
+                len(report.missing_images),
+                len(report.damaged_rows),
+                ", database rebuilt" if report.database_rebuilt_from else "",
+            )
+
+    def _iter_image_files(self) -> Iterator[Path]:
+        for p in self.images_dir.rglob("*"):
+            if (
+                p.suffix in (".jpg", ".png")
+                and not p.name.startswith(TEMP_PREFIX)
+                and _ID_PATTERN.match(p.stem)
+            ):
+                yield p
+
+    def _recover_orphan(self, image: Path) -> None:
+        capture_id = image.stem
+        sidecar = image.with_suffix(".json")
+        info: CaptureInfo | None = None
+        created = _created_from_id(capture_id)
+        try:
+            raw = json.loads(sidecar.read_text("utf-8"))
+            info = CaptureInfo.from_json_dict(raw["info"])
+            created = str(raw.get("created_utc") or created)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("capture %s: sidecar unreadable (%s); details unknown", capture_id, exc)
+        if info is None:
+            info = CaptureInfo(
+                mode="staff",
+                operator="",
+                patient_ref="",
+                body_site="",
+                note="recovered: capture details were lost",
+                score=float("nan"),
+                threshold=float("nan"),
+                model_version="",
+                reasons={},
+                accepted=False,
+                source="recovered",
+            )
+        try:
+            data = image.read_bytes()
+        except OSError:
+            data = b""
+        logger.warning(
+            "capture %s: image %s had no database row (interrupted save); recovered as "
+            "'captured' for review",
+            capture_id,
+            image,
+        )
+        self._insert_row(capture_id, created, image, data, info, "captured", "recovered")
+
+    # ---- row mapping -----------------------------------------------------------------------
+
+    def _row_to_record(self, row: sqlite3.Row) -> CaptureRecord:
+        """Map a row to a record; raises ValueError describing the damage if it is inconsistent."""
+        try:
+            capture_id = row["id"]
+            if not isinstance(capture_id, str) or not _ID_PATTERN.match(capture_id):
+                raise ValueError(f"invalid id {capture_id!r}")
+            state = row["state"]
+            if state not in CAPTURE_STATES:
+                raise ValueError(f"unknown state {state!r}")
+            reasons = json.loads(_req_str(row["reasons_json"], "reasons"))
+            info = CaptureInfo.from_json_dict(
+                {
+                    "mode": row["mode"],
+                    "operator": row["operator"],
+                    "patient_ref": row["patient_ref"],
+                    "body_site": row["body_site"],
+                    "note": row["note"],
+                    "score": _nan_if_null(row["score"]),
+                    "threshold": _nan_if_null(row["threshold"]),
+                    "model_version": row["model_version"],
+                    "reasons": reasons,
+                    "accepted": _req_int(row["accepted"], "accepted"),
+                    "source": row["source"],
+                }
+            )
+            rel = _req_str(row["image_relpath"], "image path")
+            image_path = (self.root / rel).resolve()
+            if not image_path.is_relative_to(self.images_dir.resolve()):
+                raise ValueError("image path points outside the store")
+            rating = row["review_rating"]
+            return CaptureRecord(
+                id=capture_id,
+                created_utc=_req_str(row["created_utc"], "created_utc"),
+                image_path=image_path,
+                info=info,
+                state=state,
+                reviewer=_opt_str(row["reviewer"]),
+                reviewed_utc=_opt_str(row["reviewed_utc"]),
+                review_reason=_opt_str(row["review_reason"]),
+                submission_attempts=_req_int(row["submission_attempts"], "attempts"),
+                last_error=_opt_str(row["last_error"]),
+                submitted_utc=_opt_str(row["submitted_utc"]),
+                remote_uid=_opt_str(row["remote_uid"]),
+                review_action=_opt_str(row["review_action"]),
+                review_rating=None if rating is None else _req_int(rating, "rating"),
+                next_attempt_utc=_opt_str(row["next_attempt_utc"]),
+                study_uid=_req_str(row["study_uid"], "study uid"),
+                series_uid=_req_str(row["series_uid"], "series uid"),
+                sop_instance_uid=_req_str(row["sop_instance_uid"], "instance uid"),
+                problem=_opt_str(row["problem"]),
+            )
+        except (IndexError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._check_open()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _audit(
+        self, conn: sqlite3.Connection, capture_id: str, actor: str, action: str, detail: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit(utc, capture_id, actor, action, detail) VALUES (?,?,?,?,?)",
+            (utc_now(), capture_id, actor, action, detail),
+        )
+
+    def _insert_row(
+        self,
+        capture_id: str,
+        created: str,
+        image_path: Path,
+        data: bytes,
+        info: CaptureInfo,
+        state: str,
+        audit_action: str,
+    ) -> None:
+        from hashlib import sha256
+
+        study, series, sop = derive_uids(capture_id, info, created)
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO captures (id, created_utc, image_relpath, image_sha256, mode,
+                operator, patient_ref, body_site, note, score, threshold, model_version,
+                reasons_json, accepted, source, state, study_uid, series_uid, sop_instance_uid)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    capture_id,
+                    created,
+                    image_path.relative_to(self.root).as_posix(),
+                    sha256(data).hexdigest(),
+                    info.mode,
+                    info.operator,
+                    info.patient_ref,
+                    info.body_site,
+                    info.note,
+                    float(info.score),
+                    float(info.threshold),
+                    info.model_version,
+                    json.dumps({k: float(v) for k, v in info.reasons.items()}),
+                    int(bool(info.accepted)),
+                    info.source,
+                    state,
+                    study,
+                    series,
+                    sop,
+                ),
+            )
+            self._audit(conn, capture_id, info.operator, audit_action, state)
+
+    def add(
+        self, image_rgb: np.ndarray, info: CaptureInfo, encoded: bytes | None = None
+    ) -> CaptureRecord:
+        """Persist a capture: image file first (atomic, durable), then its row.
+
+        ``image_rgb``: uint8 ``[H, W, 3]`` RGB. ``encoded``: the original file's bytes (hot folder),
+        stored without recompression where possible, metadata stripped.
+        Raises :class:`StorageError` (nothing partial left behind) if it cannot be saved.
+        """
+        if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+            raise ValueError(
+                f"image must be uint8 [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}"
+            )
+        if info.mode not in CAPTURE_MODES:
+            raise ValueError(f"mode must be one of {CAPTURE_MODES}, got {info.mode!r}")
+        self._check_open()
+        now = datetime.now(UTC)
+        capture_id = new_capture_id(now)
+        created = now.isoformat(timespec="microseconds")
+        data, suffix = prepare_image_bytes(np.ascontiguousarray(image_rgb), encoded)
+        folder = self.images_dir / f"{now:%Y-%m}"
+        image_path = folder / f"{capture_id}{suffix}"
+        sidecar_path = folder / f"{capture_id}.json"
+        sidecar = json.dumps(
+            {"id": capture_id, "created_utc": created, "info": info.to_json_dict()},
+            allow_nan=True,
+            sort_keys=True,
+        ).encode("utf-8")
+        try:
+            ensure_private_dir(folder)
+            atomic_write_bytes(sidecar_path, sidecar, sync_dir=False)
+            atomic_write_bytes(image_path, data)
+        except OSError as exc:
+            self._remove_capture_files(image_path)
+            raise StorageError(os_error_message(exc, "The photo", folder)) from exc
+        state = "accepted" if info.accepted else "rejected"
+        try:
+            self._insert_row(capture_id, created, image_path, data, info, state, "capture")
+        except sqlite3.Error as exc:
+            self._remove_capture_files(image_path)
+            if _is_disk_full(exc):
+                raise StorageError(
+                    f"The disk is full: the photo could not be saved in {self.root}. Free some "
+                    "disk space (or ask IT), then try again. Nothing was half-saved."
+                ) from exc
+            raise StorageError(
+                f"The photo could not be recorded in the capture database ({exc}). Please call IT."
+            ) from exc
+        return self.get(capture_id)
+
+    def _remove_capture_files(self, image_path: Path) -> None:
+        for p in (image_path, image_path.with_suffix(".json")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        with contextlib.suppress(OSError):
+            fsync_dir(image_path.parent)
+
+    def _set_problem(self, capture_id: str, problem: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE captures SET problem=? WHERE id=?", (problem, capture_id))
+            if problem:
+                self._audit(conn, capture_id, "system", "problem", problem)
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def get(self, capture_id: str) -> CaptureRecord:
+        """The capture with this id.
+
+        Raises KeyError if unknown, StorageError if its row is damaged.
+        """
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute(
+                "SELECT rowid, * FROM captures WHERE id=?", (capture_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(capture_id)
+        try:
+            return self._row_to_record(row)
+        except ValueError as exc:
+            raise StorageError(
+                f"The record of capture {capture_id} is damaged ({exc}); the photo is kept. "
+                "Please call IT."
+            ) from exc
+
+    def list(self, states: Iterable[str] | None = None) -> builtins.list[CaptureRecord]:
+        """Captures, newest first, optionally only those in ``states``. Damaged rows are skipped
+        (and logged; see :meth:`damaged_rows`)."""
+        query = "SELECT rowid, * FROM captures"
+        params: tuple[str, ...] = ()
+        if states is not None:
+            params = tuple(states)
+            unknown = set(params) - set(CAPTURE_STATES)
+            if unknown:
+                raise ValueError(f"unknown states: {sorted(unknown)}")
+            if not params:
+                return []
+            query += f" WHERE state IN ({','.join('?' * len(params))})"
+        query += " ORDER BY created_utc DESC, id DESC"
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(query, params).fetchall()
+        records: builtins.list[CaptureRecord] = []
+        for row in rows:
+            try:
+                records.append(self._row_to_record(row))
+            except ValueError as exc:
+                logger.error("skipping damaged capture row %s: %s", _safe_id(row), exc)
+        return records
+
+    def damaged_rows(self) -> builtins.list[DamagedRow]:
+        """Rows that cannot be read back (they are skipped by :meth:`list`)."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT rowid, * FROM captures").fetchall()
+        damaged: builtins.list[DamagedRow] = []
+        for row in rows:
+            try:
+                self._row_to_record(row)
+            except ValueError as exc:
+                damaged.append(DamagedRow(int(row["rowid"]), _safe_id(row), str(exc)))
+        return damaged
+
+    def problems(self) -> builtins.list[CaptureRecord]:
+        """Readable captures with a recorded problem (e.g. their image file is missing)."""
+        return [r for r in self.list() if r.problem]
+
+    def counts(self) -> dict[str, int]:
+        """Number of captures per state (all states present, zeros included)."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM captures GROUP BY state")
+            found = {str(s): int(n) for s, n in rows}
+        return {s: found.get(s, 0) for s in CAPTURE_STATES}
+
+    def history(self, capture_id: str) -> builtins.list[dict[str, str]]:
+        """Audit trail of one capture, oldest first."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT utc, actor, action, detail FROM audit WHERE capture_id=? ORDER BY seq",
+                (capture_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def load_image(self, capture_id: str) -> np.ndarray:
+        """The stored photo as uint8 RGB ``[H, W, 3]``; StorageError if missing or unreadable."""
+        record = self.get(capture_id)
+        try:
+            data = record.image_path.read_bytes()
+        except OSError as exc:
+            raise StorageError(
+                f"The photo of capture {capture_id} is missing from {record.image_path.parent}."
+            ) from exc
+        try:
+            return decode_rgb(data, str(record.image_path))
+        except ImageLoadError as exc:
+            raise StorageError(f"The photo of capture {capture_id} is damaged: {exc}") from exc
+
+    # ---- review and deletion -----------------------------------------------------------------
+
+    def review(
+        self,
+        capture_id: str,
+        action: Literal["override", "confirm_reject"],
+        reviewer: str,
+        reason: str,
+        rating: int | None = None,
+    ) -> CaptureRecord:
+        """Record a reviewer's decision on a rejected (or recovered ``captured``) capture.
+
+        ``override`` accepts it anyway (state ``overridden``, then eligible for submission);
+        ``confirm_reject`` keeps it rejected. ``rating`` (1-5) is an optional quality rating used
+        by :meth:`export_training_csv`.
+        """
+        if action not in REVIEW_ACTIONS:
+            raise ValueError(f"action must be one of {REVIEW_ACTIONS}, got {action!r}")
+        if not reviewer.strip():
+            raise ValueError("a reviewer name is required")
+        if rating is not None and not 1 <= int(rating) <= 5:
+            raise ValueError("rating must be 1-5")
+        new_state = "overridden" if action == "override" else "rejected"
+        with self._transaction() as conn:
+            row = conn.execute("SELECT state FROM captures WHERE id=?", (capture_id,)).fetchone()
+            if row is None:
+                raise KeyError(capture_id)
+            if row["state"] not in ("captured", "rejected", "accepted"):
+                raise StorageError(
+                    f"Capture {capture_id} is already {row['state']}; it can no longer be reviewed."
+                )
+            conn.execute(
+                """UPDATE captures SET state=?, reviewer=?, reviewed_utc=?, review_action=?,
+                review_reason=?, review_rating=? WHERE id=?""",
+                (new_state, reviewer, utc_now(), action, reason, rating, capture_id),
+            )
+            self._audit(conn, capture_id, reviewer, action, reason)
+        return self.get(capture_id)
+
+    def delete(self, capture_id: str, reviewer: str) -> None:
+        """Delete a capture: the deletion is recorded in the audit log, then the file removed."""
+        if not reviewer.strip():
+            raise ValueError("a reviewer name is required")
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT image_relpath, state, patient_ref, image_sha256 FROM captures WHERE id=?",
+                (capture_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(capture_id)
+            detail = json.dumps(
+                {
+                    "state": row["state"],
+                    "patient_ref": row["patient_ref"],
+                    "image_sha256": row["image_sha256"],
+                }
+            )
+            self._audit(conn, capture_id, reviewer, "delete", detail)
+            conn.execute("DELETE FROM captures WHERE id=?", (capture_id,))
+        # A crash before this point is completed by reconciliation (audit says "delete").
+        self._remove_capture_files(self.root / str(row["image_relpath"]))
+
+    # ---- submission bookkeeping (used by core.submission) ------------------------------------
+
+    def _update(self, capture_id: str, actor: str, action: str, detail: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE captures SET {cols} WHERE id=?", (*fields.values(), capture_id)
+            )
+            if cur.rowcount != 1:
+                raise KeyError(capture_id)
+            self._audit(conn, capture_id, actor, action, detail)
+
+    def _due_ids(self, now_utc: str, limit: int | None) -> builtins.list[str]:
+        query = (
+            "SELECT id FROM captures WHERE state='queued' AND problem IS NULL AND "
+            "(next_attempt_utc IS NULL OR next_attempt_utc <= ?) "
+            "ORDER BY next_attempt_utc IS NOT NULL, next_attempt_utc, created_utc"
+        )
+        params: tuple[Any, ...] = (now_utc,)
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (now_utc, int(limit))
+        with self._lock:
+            self._check_open()
+            return [str(r[0]) for r in self._conn.execute(query, params)]
+
+    def _queue_summary(self) -> tuple[dict[str, int], str | None, str | None]:
+        with self._lock:
+            self._check_open()
+            counts = {
+                str(s): int(n)
+                for s, n in self._conn.execute(
+                    "SELECT state, COUNT(*) FROM captures GROUP BY state"
+                )
+            }
+            err = self._conn.execute(
+                "SELECT last_error FROM captures WHERE state IN ('queued','failed') AND "
+                "last_error IS NOT NULL ORDER BY last_attempt_utc DESC LIMIT 1"
+            ).fetchone()
+            nxt = self._conn.execute(
+                "SELECT MIN(next_attempt_utc) FROM captures WHERE state='queued'"
+            ).fetchone()
+        return counts, (err[0] if err else None), (nxt[0] if nxt else None)
+
+    # ---- export ------------------------------------------------------------------------------
+
+    def export_training_csv(self, out_csv: Path, ids: Iterable[str] | None = None) -> int:
+        """Write reviewed captures in the training pipeline's CSV format; returns rows written.
+
+        Columns: ``image`` (relative to the CSV; images are copied to ``images/`` beside it),
+        ``rater_1`` (the reviewer's 1-5 rating, else override -> 4, confirm_reject -> 2),
+        ``cohort`` (``app-<mode>``), ``split`` (``review``), ``source_path`` (``capture:<id>``),
+        and one 0/1 column per reason name, 1 where the reviewer's reason text names it.
+        Captures without a review decision carry no human label and are skipped.
+        """
+        import csv
+
+        out_csv = Path(out_csv)
+        wanted = set(ids) if ids is not None else None
+        records = [
+            r
+            for r in reversed(self.list())
+            if r.review_action in DECISION_RATING and (wanted is None or r.id in wanted)
+        ]
+        reason_names = list(REASON_NAMES_V1)
+        for r in records:
+            reason_names += [k for k in r.info.reasons if k not in reason_names]
+        image_dir = out_csv.parent / "images"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        written = 0
+        tmp_csv = out_csv.with_name(f"{TEMP_PREFIX}{out_csv.name}")
+        with tmp_csv.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image", "rater_1", "cohort", "split", "source_path", *reason_names])
+            for r in records:
+                dest = image_dir / r.image_path.name
+                try:
+                    shutil.copyfile(r.image_path, dest)
+                except OSError as exc:
+                    logger.warning("export: capture %s skipped (%s)", r.id, exc)
+                    continue
+                rating = r.review_rating or DECISION_RATING[str(r.review_action)]
+                words = set(re.findall(r"[a-z]+", (r.review_reason or "").lower()))
+                writer.writerow(
+                    [
+                        f"images/{dest.name}",
+                        rating,
+                        f"app-{r.info.mode}",
+                        "review",
+                        f"capture:{r.id}",
+                        *(int(name.lower() in words) for name in reason_names),
+                    ]
+                )
+                written += 1
+        os.replace(tmp_csv, out_csv)
+        return written
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("The capture store is closed.")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.close()
+
+    def __enter__(self) -> CaptureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _split_sql(script: str) -> builtins.list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == 13 or "disk is full" in str(exc) or "database or disk is full" in str(exc)
+
+
+def _safe_id(row: sqlite3.Row) -> str | None:
+    try:
+        value = row["id"]
+    except (IndexError, KeyError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _has_image(sidecar: Path) -> bool:
+    return sidecar.with_suffix(".jpg").exists() or sidecar.with_suffix(".png").exists()
+
+
+def _created_from_id(capture_id: str) -> str:
+    try:
+        stamp = datetime.strptime(capture_id[1:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError:
+        return utc_now()
+    return stamp.isoformat(timespec="microseconds")
+
+
+def _nan_if_null(value: Any) -> Any:
+    # SQLite stores NaN as NULL; an unknown score (recovered capture, model error) reads back NaN.
+    return float("nan") if value is None else value
+
+
+def _req_str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not text ({type(value).__name__})")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _req_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} is not a number ({type(value).__name__})")
+    return float(value)
+
+
+def _req_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} is not an integer ({type(value).__name__})")
+    return value

@@ -1,0 +1,529 @@
+"""Getting accepted captures to the record exactly once: targets and a persistent retry queue.
+
+Exactly-once: every capture's DICOM SOP Instance UID (and its outbox file name) is derived from
+the capture id and stored with the row before anything is sent. The attempt is recorded before
+sending and ``submitted`` only after the target confirmed, so a crash in between leads to a resend
+of the *same* instance, which the target stores once (Orthanc keeps one copy of a SOP Instance UID;
+the outbox overwrites the same file names atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from desktop_app.core.storage import (
+    CaptureRecord,
+    CaptureStore,
+    StorageError,
+    atomic_write_bytes,
+    default_store_root,
+    ensure_private_dir,
+    fsync_dir,
+    os_error_message,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SUBMITTABLE_STATES = ("accepted", "overridden")
+BASE_BACKOFF_S = 5.0
+MAX_BACKOFF_S = 900.0
+
+VL_PHOTOGRAPHIC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
+PRIVATE_CREATOR = "SkinCaptureAssist 1"
+PRIVATE_GROUP = 0x0011
+# Private element offsets in block (0011,10xx):
+PRIVATE_SCORE = 0x01  # FD quality score
+PRIVATE_THRESHOLD = 0x02  # FD decision threshold
+PRIVATE_MODEL_VERSION = 0x03  # LO
+PRIVATE_DECISION = 0x04  # CS accepted | overridden
+PRIVATE_REASONS = 0x05  # LT JSON {reason: probability}
+PRIVATE_CAPTURE_ID = 0x06  # LO
+
+
+class SubmissionError(RuntimeError):
+    """Sending failed. ``transient``: worth retrying later (network, server busy or down)."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class SubmissionTarget(Protocol):
+    """Where accepted captures go. ``submit`` must be idempotent per capture id."""
+
+    name: str
+
+    def submit(self, record: CaptureRecord, image_path: Path) -> str:
+        """Deliver one capture; return the remote id. Raise :class:`SubmissionError`."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Outbox folder
+
+
+def capture_metadata(record: CaptureRecord) -> dict[str, Any]:
+    """The JSON-able description of a capture that travels with it."""
+    info = record.info
+    return {
+        "capture_id": record.id,
+        "created_utc": record.created_utc,
+        "mode": info.mode,
+        "operator": info.operator,
+        "patient_ref": info.patient_ref,
+        "body_site": info.body_site,
+        "note": info.note,
+        "score": info.score,
+        "threshold": info.threshold,
+        "accepted_by_model": info.accepted,
+        "model_version": info.model_version,
+        "reasons": info.reasons,
+        "source": info.source,
+        "decision": "overridden" if record.review_action == "override" else "accepted",
+        "reviewer": record.reviewer,
+        "reviewed_utc": record.reviewed_utc,
+        "review_reason": record.review_reason,
+        "study_instance_uid": record.study_uid,
+        "series_instance_uid": record.series_uid,
+        "sop_instance_uid": record.sop_instance_uid,
+    }
+
+
+class OutboxTarget:
+    """Default target: ``<folder>/<capture id>.<jpg|png>`` plus ``<capture id>.json``.
+
+    Both are written atomically, image first; the JSON sidecar's presence means "delivered".
+    Resending a capture rewrites the same two names, so a capture appears in the outbox once.
+    """
+
+    name = "outbox"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def submit(self, record: CaptureRecord, image_path: Path) -> str:
+        try:
+            ensure_private_dir(self.folder)
+            data = image_path.read_bytes()
+        except OSError as exc:
+            raise SubmissionError(
+                os_error_message(exc, "The outbox copy", self.folder), transient=True
+            ) from exc
+        meta = json.dumps(capture_metadata(record), indent=2, sort_keys=True).encode("utf-8")
+        image_out = self.folder / f"{record.id}{image_path.suffix}"
+        try:
+            atomic_write_bytes(image_out, data, sync_dir=False)
+            atomic_write_bytes(self.folder / f"{record.id}.json", meta, sync_dir=False)
+            fsync_dir(self.folder)
+        except OSError as exc:
+            raise SubmissionError(
+                os_error_message(exc, "The outbox copy", self.folder), transient=True
+            ) from exc
+        return record.id
+
+
+# --------------------------------------------------------------------------------------------
+# DICOMweb (STOW-RS)
+
+
+def _dicom_datetime(iso_utc: str) -> tuple[str, str, str]:
+    """(DA, TM, DT) strings in UTC from an ISO timestamp."""
+    stamp = datetime.fromisoformat(iso_utc).astimezone(UTC)
+    da = stamp.strftime("%Y%m%d")
+    tm = stamp.strftime("%H%M%S.%f")
+    return da, tm, f"{da}{tm}+0000"
+
+
+def body_part_code(body_site: str) -> str:
+    """Free-text body site as a DICOM CS value (upper case, A-Z 0-9 space _, <= 16 chars)."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in " _") else " " for c in body_site)
+    return " ".join(cleaned.upper().split())[:16].strip()
+
+
+def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> bytes:
+    """A DICOM VL Photographic Image (Part 10 file bytes) for one capture.
+
+    ``image_rgb``: uint8 ``[H, W, 3]``, stored uncompressed (Explicit VR Little Endian, RGB), so
+    the pixels read back are exactly the stored photo's decoded pixels. ``lossy``: whether the
+    stored photo was JPEG (Lossy Image Compression = 01).
+    """
+    import io
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    info = record.info
+    da, tm, dt = _dicom_datetime(record.created_utc)
+    now_da, now_tm, _ = _dicom_datetime(datetime.now(UTC).isoformat())
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(VL_PHOTOGRAPHIC_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(record.sop_instance_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID("2.25.184113196474350330219377254012345718641")
+    meta.ImplementationVersionName = "SKINCAPTURE1"
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = VL_PHOTOGRAPHIC_IMAGE_STORAGE
+    ds.SOPInstanceUID = record.sop_instance_uid
+    ds.StudyInstanceUID = record.study_uid
+    ds.SeriesInstanceUID = record.series_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now_da, now_tm
+    ds.TimezoneOffsetFromUTC = "+0000"
+    # Patient / study (Type 2 attributes present, empty where unknown)
+    ds.PatientID = info.patient_ref
+    ds.PatientName = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyDate, ds.StudyTime = da, tm
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "Skin photographs"
+    # Series / equipment
+    ds.Modality = "XC"
+    ds.SeriesNumber = 1
+    ds.SeriesDate, ds.SeriesTime = da, tm
+    ds.SeriesDescription = f"Skin photo: {info.body_site}"[:64]
+    ds.Manufacturer = "Skin Capture Assist"
+    ds.SoftwareVersions = f"model {info.model_version}"[:64]
+    ds.OperatorsName = info.operator
+    ds.BodyPartExamined = body_part_code(info.body_site)
+    # Image
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = da, tm
+    ds.AcquisitionDate, ds.AcquisitionTime = da, tm
+    ds.AcquisitionDateTime = dt
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.LossyImageCompression = "01" if lossy else "00"
+    ds.AcquisitionContextSequence = []
+    ds.ImageLaterality = ""
+    ds.PatientOrientation = ""
+    decision = "overridden" if record.review_action == "override" else "accepted"
+    reasons = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info.reasons.items()))
+    ds.ImageComments = (
+        f"Quality score {info.score:.4f} (threshold {info.threshold:.4f}, {decision}); "
+        f"model {info.model_version}; reasons: {reasons or 'none'}; capture {record.id}; "
+        f"body site: {info.body_site}; note: {info.note}"
+    )[:10240]
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(PRIVATE_SCORE, "FD", float(info.score))
+    block.add_new(PRIVATE_THRESHOLD, "FD", float(info.threshold))
+    block.add_new(PRIVATE_MODEL_VERSION, "LO", info.model_version[:64])
+    block.add_new(PRIVATE_DECISION, "CS", decision.upper())
+    block.add_new(PRIVATE_REASONS, "LT", json.dumps(info.reasons, sort_keys=True))
+    block.add_new(PRIVATE_CAPTURE_ID, "LO", record.id)
+    # Pixels
+    pixels = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class DicomWebTarget:
+    """STOW-RS to a DICOMweb server (e.g. ``http://pacs:8042/dicom-web``)."""
+
+    name = "dicomweb"
+
+    def __init__(
+        self, base_url: str, timeout_s: float = 10, auth: tuple[str, str] | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.auth = auth
+
+    def submit(self, record: CaptureRecord, image_path: Path) -> str:
+        import requests
+
+        from desktop_app.core.image_io import ImageLoadError, load_rgb
+
+        if not record.info.patient_ref.strip():
+            raise SubmissionError(
+                "This photo has no patient or encounter reference; add one before sending it "
+                "to the PACS.",
+                transient=False,
+            )
+        try:
+            pixels = load_rgb(image_path)
+        except ImageLoadError as exc:
+            raise SubmissionError(f"The stored photo cannot be read: {exc}", False) from exc
+        body_dicom = build_dicom(record, pixels, lossy=image_path.suffix.lower() == ".jpg")
+        boundary = f"skincapture-{secrets.token_hex(12)}"
+        body = (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + body_dicom
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        headers = {
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        }
+        url = f"{self.base_url}/studies"
+        try:
+            response = requests.post(
+                url, data=body, headers=headers, timeout=self.timeout_s, auth=self.auth
+            )
+        except requests.RequestException as exc:
+            raise SubmissionError(
+                f"The PACS at {self.base_url} cannot be reached ({type(exc).__name__}); "
+                "the photo stays queued and is sent when it is back.",
+                transient=True,
+            ) from exc
+        status = response.status_code
+        if status in (408, 425, 429) or status >= 500:
+            raise SubmissionError(
+                f"The PACS is busy or failing (HTTP {status}); will retry.", transient=True
+            )
+        if status in (401, 403):
+            raise SubmissionError(
+                f"The PACS refused the login (HTTP {status}); check the DICOMweb user and "
+                "password in the settings, then retry the failed photos.",
+                transient=False,
+            )
+        if status >= 400:
+            raise SubmissionError(
+                f"The PACS rejected the photo (HTTP {status}: {response.text[:200]})",
+                transient=False,
+            )
+        return self._confirmed_uid(response, record.sop_instance_uid)
+
+    @staticmethod
+    def _confirmed_uid(response: Any, sop_uid: str) -> str:
+        """Check the STOW-RS response lists our instance as stored (not failed)."""
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise SubmissionError(
+                f"The PACS answered HTTP {response.status_code} without a readable "
+                "confirmation; will retry.",
+                transient=True,
+            ) from exc
+        if isinstance(payload, list):
+            payload = payload[0] if payload else {}
+        failed = payload.get("00081198", {}).get("Value") or []
+        stored = payload.get("00081199", {}).get("Value") or []
+        stored_uids = {str((item.get("00081155", {}).get("Value") or [""])[0]) for item in stored}
+        if sop_uid in stored_uids:
+            return sop_uid
+        if failed:
+            reason = failed[0].get("00081197", {}).get("Value", ["?"])[0]
+            raise SubmissionError(
+                f"The PACS refused to store the photo (failure reason {reason}).",
+                transient=False,
+            )
+        raise SubmissionError(
+            "The PACS did not confirm that it stored the photo; will retry.", transient=True
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Queue
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """What the app shows about submission."""
+
+    queued: int
+    submitted: int
+    failed: int
+    last_error: str | None
+    next_retry_utc: str | None
+    target: str = ""
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Delay before the next try after ``attempts`` failed tries: 5 s, 10 s, 20 s ... 15 min."""
+    return float(min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** max(0, attempts - 1)))
+
+
+class SubmissionQueue:
+    """Persistent submission queue over a :class:`CaptureStore` (state lives in its database).
+
+    ``clock`` returns the current UTC time (tests pass a fake to skip backoff waits).
+    """
+
+    def __init__(
+        self,
+        store: CaptureStore,
+        target: SubmissionTarget,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.target = target
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def enqueue(self, capture_id: str) -> None:
+        """Queue an accepted or overridden capture (or re-queue a failed one)."""
+        record = self.store.get(capture_id)
+        if record.state == "queued":
+            return
+        if record.state not in (*SUBMITTABLE_STATES, "failed"):
+            raise StorageError(
+                f"Capture {capture_id} is {record.state}; only accepted or overridden photos "
+                "can be sent."
+            )
+        self.store._update(
+            capture_id,
+            "system",
+            "enqueue",
+            self.target.name,
+            state="queued",
+            next_attempt_utc=None,
+            last_error=None,
+        )
+
+    def retry_failed(self) -> int:
+        """Re-queue every failed capture (e.g. after fixing the PACS settings)."""
+        failed = self.store.list(["failed"])
+        for record in failed:
+            self.enqueue(record.id)
+        return len(failed)
+
+    def process_pending(self, max_items: int | None = None) -> QueueStatus:
+        """One pass over due queued captures. Network/server problems never raise.
+
+        After a transient failure the pass stops (the server is probably down); each capture's
+        next try is persisted with exponential backoff.
+        """
+        due = self.store._due_ids(self._now().isoformat(timespec="microseconds"), max_items)
+        for capture_id in due:
+            if not self._submit_one(capture_id):
+                break
+        return self.status()
+
+    def _submit_one(self, capture_id: str) -> bool:
+        """Try one capture; False if the target had a transient problem."""
+        try:
+            record = self.store.get(capture_id)
+        except (KeyError, StorageError) as exc:
+            logger.error("queued capture %s cannot be read: %s", capture_id, exc)
+            return True
+        if record.state != "queued":
+            return True
+        attempts = record.submission_attempts + 1
+        now = self._now()
+        # Record the attempt before sending: a crash during the send is visible afterwards.
+        self.store._update(
+            capture_id,
+            "system",
+            "attempt",
+            f"{self.target.name} #{attempts}",
+            submission_attempts=attempts,
+            last_attempt_utc=now.isoformat(timespec="microseconds"),
+        )
+        if not record.image_path.is_file():
+            self._fail(capture_id, "The stored photo is missing; it cannot be sent.", attempts)
+            return True
+        try:
+            remote_uid = self.target.submit(record, record.image_path)
+        except SubmissionError as exc:
+            if exc.transient:
+                retry_at = now + timedelta(seconds=backoff_seconds(attempts))
+                logger.warning("capture %s: %s (retry at %s)", capture_id, exc, retry_at)
+                self.store._update(
+                    capture_id,
+                    "system",
+                    "retry_later",
+                    str(exc),
+                    last_error=str(exc),
+                    next_attempt_utc=retry_at.isoformat(timespec="microseconds"),
+                )
+                return False
+            self._fail(capture_id, str(exc), attempts)
+            return True
+        except Exception as exc:  # a target bug must not stop the queue
+            logger.exception("capture %s: unexpected error from %s", capture_id, self.target.name)
+            self._fail(capture_id, f"Unexpected error while sending: {exc}", attempts)
+            return True
+        self.store._update(
+            capture_id,
+            "system",
+            "submitted",
+            f"{self.target.name} {remote_uid}",
+            state="submitted",
+            submitted_utc=self._now().isoformat(timespec="microseconds"),
+            remote_uid=remote_uid,
+            last_error=None,
+            next_attempt_utc=None,
+        )
+        logger.info("capture %s submitted to %s as %s", capture_id, self.target.name, remote_uid)
+        return True
+
+    def _fail(self, capture_id: str, message: str, attempts: int) -> None:
+        logger.error("capture %s failed after %d attempt(s): %s", capture_id, attempts, message)
+        self.store._update(
+            capture_id,
+            "system",
+            "failed",
+            message,
+            state="failed",
+            last_error=message,
+            next_attempt_utc=None,
+        )
+
+    def status(self) -> QueueStatus:
+        counts, last_error, next_retry = self.store._queue_summary()
+        return QueueStatus(
+            queued=counts.get("queued", 0),
+            submitted=counts.get("submitted", 0),
+            failed=counts.get("failed", 0),
+            last_error=last_error,
+            next_retry_utc=next_retry,
+            target=self.target.name,
+        )
+
+
+def default_outbox_folder() -> Path:
+    """``<data dir>/outbox`` beside the capture store."""
+    return default_store_root().parent / "outbox"
+
+
+def make_target(settings: Mapping[str, str]) -> SubmissionTarget:
+    """Build the target chosen in settings.
+
+    ``{"kind": "outbox", "folder": "..."}`` (folder optional) or
+    ``{"kind": "dicomweb", "url": "http://host:8042/dicom-web", "timeout_s": "10",
+    "username": "...", "password": "..."}``.
+    """
+    kind = (settings.get("kind") or "outbox").strip().lower()
+    if kind == "outbox":
+        folder = settings.get("folder")
+        return OutboxTarget(Path(folder) if folder else default_outbox_folder())
+    if kind == "dicomweb":
+        url = (settings.get("url") or "").strip()
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("DICOMweb needs a server address starting with http:// or https://")
+        user = settings.get("username") or ""
+        auth = (user, settings.get("password") or "") if user else None
+        try:
+            timeout = float(settings.get("timeout_s") or 10)
+        except ValueError as exc:
+            raise ValueError("timeout_s must be a number of seconds") from exc
+        return DicomWebTarget(url, timeout_s=timeout, auth=auth)
+    raise ValueError(f"Unknown submission target {kind!r}: use 'outbox' or 'dicomweb'")
