@@ -252,3 +252,38 @@ def test_demo_looks_like_skin_not_a_flat_fill(demo: DemoSource) -> None:
     # texture at pore scale everywhere, not only at the lesion
     corner = good[:80, :80].mean(axis=2)
     assert float(np.std(corner - cv2.GaussianBlur(corner, (0, 0), 3))) > 1.0
+
+
+def test_hot_folder_files_arrive_as_captures_with_original_bytes(tmp_path: Path) -> None:
+    from desktop_app.core.frame_sources import HotFolderSource
+
+    folder = tmp_path / "tether"
+    folder.mkdir()
+    problems: list[str] = []
+    source = HotFolderSource(
+        folder,
+        poll_interval_s=0.01,
+        settle_s=0.0,
+        state_path=tmp_path / "seen.json",
+        on_problem=problems.append,
+    )
+    assert isinstance(source_from_spec(f"hotfolder:{folder}"), HotFolderSource)
+    source.open()
+    assert source.read() is None
+    _ok, jpeg = cv2.imencode(".jpg", np.full((30, 40, 3), 90, np.uint8))
+    (folder / "IMG_0001.JPG").write_bytes(jpeg.tobytes())
+    (folder / "IMG_0002.JPG").write_bytes(b"half a file")
+    frame = None
+    deadline = time.monotonic() + 2.0
+    while frame is None and time.monotonic() < deadline:
+        frame = source.read()
+    assert frame is not None and frame.is_capture and frame.label == "IMG_0001.JPG"
+    assert frame.encoded == jpeg.tobytes() and frame.image.shape == (30, 40, 3)
+    assert problems and "IMG_0002.JPG" in problems[0]
+    assert source.read() is None  # each file once
+    shutil.rmtree(folder)
+    with pytest.raises(SourceLostError, match="no longer reachable"):
+        source.read()
+    source.close()
+    with pytest.raises(FrameSourceError, match="does not exist"):
+        HotFolderSource(folder).open()

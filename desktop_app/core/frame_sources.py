@@ -14,15 +14,19 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from desktop_app.core.image_io import IMAGE_SUFFIXES, ImageLoadError, load_rgb
+
+if TYPE_CHECKING:
+    from desktop_app.core.hotfolder import HotFolderWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -394,6 +398,88 @@ class ReplaySource:
         self._cache.clear()
 
 
+# ---- a tethered camera's hot folder ---------------------------------------------------------
+
+
+class HotFolderSource:
+    """A tethered camera: its vendor software writes each shot into ``folder``.
+
+    Every new file becomes a :class:`Frame` with ``is_capture=True`` (evaluated as a capture, not
+    a live frame) carrying the file's original bytes. Files that cannot be read are reported
+    through ``on_problem`` (they stay in the folder; nothing is deleted). A folder that vanishes
+    (network share dropped, card removed) raises :class:`SourceLostError`.
+    """
+
+    kind: SourceKind = "hotfolder"
+
+    def __init__(
+        self,
+        folder: Path,
+        poll_interval_s: float = 0.5,
+        settle_s: float = 0.5,
+        state_path: Path | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.name = f"Hot folder: {self.folder}"
+        self.settle_s = settle_s
+        self.state_path = state_path
+        self.on_problem = on_problem or (lambda message: logger.warning("%s", message))
+        self._pacer = _Pacer(1.0 / max(0.01, poll_interval_s))
+        self._watcher: HotFolderWatcher | None = None
+        self._ready: deque[Frame] = deque()
+        self._count = 0
+        self._resolution: tuple[int, int] | None = None
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return self._resolution
+
+    def open(self) -> None:
+        from desktop_app.core.hotfolder import HotFolderWatcher
+
+        if not self.folder.is_dir():
+            raise FrameSourceError(
+                f"The hot folder {self.folder} does not exist. Check the tether software's "
+                "download folder (and that the drive or share is connected)."
+            )
+        self._watcher = HotFolderWatcher(self.folder, self.settle_s, self.state_path)
+        self._ready.clear()
+
+    def read(self) -> Frame | None:
+        if self._watcher is None:
+            raise FrameSourceError("The hot folder is not open.")
+        if self._ready:
+            return self._ready.popleft()
+        self._pacer.wait()
+        if not self.folder.is_dir():
+            raise SourceLostError(f"The hot folder {self.folder} is no longer reachable.")
+        for event in self._watcher.poll():
+            if event.ok and event.image_rgb is not None:
+                self._count += 1
+                image = event.image_rgb
+                self._resolution = (int(image.shape[1]), int(image.shape[0]))
+                self._ready.append(
+                    Frame(
+                        image,
+                        "RGB",
+                        self._count,
+                        time.monotonic(),
+                        self.name,
+                        is_capture=True,
+                        encoded=event.encoded,
+                        label=event.path.name,
+                    )
+                )
+            elif event.error:
+                self.on_problem(event.error)
+        return self._ready.popleft() if self._ready else None
+
+    def close(self) -> None:
+        self._watcher = None
+        self._ready.clear()
+
+
 # ---- the demo feed --------------------------------------------------------------------------
 
 DemoMoment = Literal["good", "motion", "defocus", "dark", "glare", "off_centre", "far"]
@@ -607,8 +693,6 @@ def source_from_spec(
         name = (camera_names or {}).get(index)
         return OpenCVCamera(index, camera_resolution, name=name)
     if text.lower().startswith("hotfolder:"):
-        from desktop_app.core.hotfolder_source import HotFolderSource
-
         return HotFolderSource(Path(text.split(":", 1)[1]).expanduser())
     path = Path(text).expanduser()
     if path.exists():
