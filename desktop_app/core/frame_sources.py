@@ -785,6 +785,10 @@ class ResilientSource:
             self._fail(str(exc), first=False)
             return None
 
+    def interrupt(self) -> None:
+        """Cut short a wait between re-open attempts (any thread); ``read`` then returns None."""
+        self._stop.set()
+
     def close(self) -> None:
         self._stop.set()
         self.connected = False
