@@ -62,9 +62,9 @@ class SettingsDialog(QDialog):
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.path_button)
         self.resolution_combo = QComboBox()
-        self.resolution_combo.addItem("Camera default", None)
+        self.resolution_combo.addItem("Camera default", "")
         for w, h in COMMON_RESOLUTIONS:
-            self.resolution_combo.addItem(f"{w} x {h}", (w, h))
+            self.resolution_combo.addItem(f"{w} x {h}", f"{w}x{h}")
         self.obtained_label = QLabel(self._obtained_text())
         camera_form.addRow("Source", self.camera_combo)
         camera_form.addRow("Path", path_row)
@@ -169,7 +169,11 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
         self._select_current_camera()
-        index = self.resolution_combo.findData(self._settings.resolution)
+        res = self._settings.resolution
+        index = self.resolution_combo.findData(f"{res[0]}x{res[1]}" if res else "")
+        if index < 0 and res is not None:  # a resolution typed into the settings file by hand
+            self.resolution_combo.addItem(f"{res[0]} x {res[1]}", f"{res[0]}x{res[1]}")
+            index = self.resolution_combo.count() - 1
         self.resolution_combo.setCurrentIndex(max(0, index))
         self.provider_combo.setCurrentIndex(
             max(0, self.provider_combo.findData(self._settings.provider))
@@ -247,7 +251,8 @@ class SettingsDialog(QDialog):
         if data == "path" and not Path(camera).exists():
             raise ValueError(f"{camera} does not exist.")
         new.camera = camera
-        new.resolution = self.resolution_combo.currentData()
+        res = str(self.resolution_combo.currentData() or "")
+        new.resolution = (int(res.split("x")[0]), int(res.split("x")[1])) if res else None
         model = self.model_edit.text().strip()
         if model and not Path(model).is_file():
             raise ValueError(f"No model file at {model}.")
