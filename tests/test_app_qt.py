@@ -465,3 +465,10 @@ def test_settings_dialog_validates_and_returns_copy(qtbot: QtBot, tmp_path: Path
     assert new.resolution == (1920, 1080) and new.submission["kind"] == "dicomweb"
     assert dialog.new_pin() == "1357"
     assert settings.resolution == (1280, 720)  # the original is untouched
+
+
+def test_installed_pyside_keeps_reference_counts() -> None:
+    """The installed PySide6 must not be one that aborts the app (see qt/compat.py)."""
+    from desktop_app.qt.compat import pyside_refcount_problem
+
+    assert pyside_refcount_problem() == ""

@@ -60,9 +60,9 @@ def load_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
     """A small uint8 RGB thumbnail; JPEGs are decoded at reduced size (fast)."""
     with Image.open(path) as img:
         img.draft("RGB", (size * 2, size * 2))
-        img = img.convert("RGB")
-        img.thumbnail((size, size))
-        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+        rgb = img.convert("RGB")
+    rgb.thumbnail((size, size))
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
 def describe(record: CaptureRecord) -> str:

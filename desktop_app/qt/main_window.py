@@ -598,6 +598,13 @@ def make_window(services: AppServices, kiosk: bool) -> QWidget:
 
 def run_app(args: argparse.Namespace) -> int:
     """``skin-capture [--kiosk] [--model PATH] [--source SPEC]``; returns the exit status."""
+    from desktop_app.qt.compat import pyside_refcount_problem
+
+    problem = pyside_refcount_problem()
+    if problem:
+        logger.error("%s", problem)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     ensure_display()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Skin Capture Assist")

@@ -21,7 +21,6 @@ from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.storage import CaptureStore
 from desktop_app.core.submission import QueueStatus, SubmissionQueue
-from desktop_app.qt.signals import emit
 from desktop_app.qt.workers import (
     CameraWorker,
     CaptureRequest,
@@ -90,7 +89,7 @@ class CaptureSession(QObject):
         self._camera_worker: CameraWorker | None = None
 
         self._inference_worker = InferenceWorker(self.inference_slot, store)
-        self._inference = WorkerThread(self._inference_worker, "inference")
+        self._inference = WorkerThread(self._inference_worker, "inference", niceness=10)
         w = self._inference_worker
         self._sig_load_model.connect(w._on_load_model)
         self._sig_unload_model.connect(w._on_unload_model)
@@ -118,13 +117,13 @@ class CaptureSession(QObject):
         """Load in the inference thread; ``sig_model_status`` reports the outcome."""
         self.model_info = None
         if path is None:
-            emit(self._sig_unload_model)
+            self._sig_unload_model.emit()
             self._on_model_failed(NO_MODEL_MESSAGE)
             return
         self.model_loading = True
         self.model_error = ""
-        emit(self.sig_model_status, f"Loading model {Path(path).name}…", True)
-        emit(self._sig_load_model, str(path), provider)
+        self.sig_model_status.emit(f"Loading model {Path(path).name}…", True)
+        self._sig_load_model.emit(str(path), provider)
 
     @Slot(object)
     def _on_model_ready(self, info: ModelInfo) -> None:
@@ -133,8 +132,7 @@ class CaptureSession(QObject):
         self.model_error = ""
         self.gate.threshold = info.threshold
         self.gate.reset()
-        emit(
-            self.sig_model_status,
+        self.sig_model_status.emit(
             f"Model {info.name} {info.version} ({info.precision}, {info.provider}), "
             f"threshold {info.threshold:.2f}",
             True,
@@ -146,7 +144,7 @@ class CaptureSession(QObject):
         self.model_info = None
         self.model_error = message
         logger.warning("no usable model: %s", message)
-        emit(self.sig_model_status, message, False)
+        self.sig_model_status.emit(message, False)
 
     # ---- source ----------------------------------------------------------------------------
     def set_source(self, source: FrameSource) -> None:
@@ -191,13 +189,13 @@ class CaptureSession(QObject):
     def _on_source_status(self, message: str, ok: bool) -> None:
         self.source_ok = ok
         self.source_message = message
-        emit(self.sig_source_status, message, ok)
+        self.sig_source_status.emit(message, ok)
 
     @Slot()
     def _on_preview_ready(self) -> None:
         item = self.preview_slot.take()
         if item is not None:
-            emit(self.sig_preview, item)
+            self.sig_preview.emit(item)
 
     # ---- live gate -------------------------------------------------------------------------
     @Slot(object)
@@ -205,7 +203,7 @@ class CaptureSession(QObject):
         if self.showing_capture or self.capture_busy or self.model_info is None:
             return
         view = self.gate.update(live.result.score, live.result.reasons, time.monotonic())
-        emit(self.sig_live, view, live)
+        self.sig_live.emit(view, live)
         if view.capture_due:
             self.capture(auto=True)
 
@@ -224,12 +222,12 @@ class CaptureSession(QObject):
         blocker = self.capture_blocker()
         if blocker:
             if not auto:
-                emit(self.sig_capture_refused, blocker)
+                self.sig_capture_refused.emit(blocker)
             return False
         worker = self._camera_worker
         frame = worker.latest_frame() if worker is not None else None
         if frame is None:
-            emit(self.sig_capture_refused, "No picture from the camera yet.")
+            self.sig_capture_refused.emit("No picture from the camera yet.")
             return False
         self._submit_capture(frame.image.copy(), frame.colour_order, f"{self.source_spec_label()}")
         return True
@@ -256,8 +254,7 @@ class CaptureSession(QObject):
         if self._camera_worker is not None:
             self._camera_worker.inference_paused.set()
         self.inference_slot.clear()
-        emit(
-            self._sig_capture,
+        self._sig_capture.emit(
             CaptureRequest(
                 image, colour_order, self.context_provider(), source, encoded, time.monotonic()
             ),
@@ -267,7 +264,7 @@ class CaptureSession(QObject):
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
         self.capture_busy = False
         self.showing_capture = True
-        emit(self.sig_capture_done, outcome)
+        self.sig_capture_done.emit(outcome)
 
     def resume_live(self) -> None:
         """Back to the live view (after Submit or Retake): the gate starts afresh."""
@@ -279,12 +276,12 @@ class CaptureSession(QObject):
     # ---- gallery scoring and submission ----------------------------------------------------
     def score_image(self, key: str, image_rgb: np.ndarray) -> None:
         """Score an image on the capture grid in the inference thread (``sig_image_scored``)."""
-        emit(self._sig_score_image, key, image_rgb)
+        self._sig_score_image.emit(key, image_rgb)
 
     def submit(self, capture_id: str) -> bool:
         if self._submission_worker is None:
             return False
-        emit(self._sig_enqueue, capture_id)
+        self._sig_enqueue.emit(capture_id)
         return True
 
     def set_queue(self, queue: SubmissionQueue | None, interval_s: float = 5.0) -> None:
@@ -300,7 +297,7 @@ class CaptureSession(QObject):
         if queue is None:
             return
         worker = SubmissionWorker(queue)
-        thread = WorkerThread(worker, "submission")
+        thread = WorkerThread(worker, "submission", niceness=10)
         thread.thread.started.connect(worker._on_tick)
         self._sig_enqueue.connect(worker._on_enqueue)
         self._sig_process_queue.connect(worker._on_tick)
@@ -316,11 +313,11 @@ class CaptureSession(QObject):
     def _on_queue_timer(self) -> None:
         worker = self._submission_worker
         if worker is not None and not worker.busy.is_set():
-            emit(self._sig_process_queue)
+            self._sig_process_queue.emit()
 
     def process_queue_now(self) -> None:
         """Run a submission pass now (e.g. after "Retry failed"), in the submission thread."""
-        emit(self._sig_process_queue)
+        self._sig_process_queue.emit()
 
     # ---- shutdown --------------------------------------------------------------------------
     def shutdown(self) -> bool:

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from desktop_app.core.gating import GateState
 from desktop_app.core.overlay import EDGE_RGB, GOOD_RGB, POOR_RGB, heat_colours, patch_cells
 from desktop_app.core.tiling import PatchLayout
-from desktop_app.qt.signals import emit
 
 OVERLAY_ALPHA = 95  # of 255: the skin stays visible under the heat map
 STATE_COLOURS = {
@@ -121,7 +120,7 @@ class FrameView(QWidget):
         return QRect((self.width() - w) // 2, (self.height() - h) // 2, w, h)
 
     def resizeEvent(self, event: object) -> None:
-        emit(self.sig_resized, self.width(), self.height())
+        self.sig_resized.emit(self.width(), self.height())
         super().resizeEvent(event)  # type: ignore[arg-type]
 
     def paintEvent(self, event: object) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, process_capture
 from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
@@ -27,7 +29,6 @@ from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
 from desktop_app.core.storage import CaptureStore
 from desktop_app.core.submission import SubmissionQueue
-from desktop_app.qt.signals import emit, emitter
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +121,12 @@ class CameraWorker(QObject):
         inference_slot: LatestSlot[Frame],
         display_size: DisplaySize,
         retry_interval_s: float = 1.0,
+        live_interval_s: float = 0.1,
     ) -> None:
         super().__init__()
         if hasattr(source, "on_problem"):
-            source.on_problem = emitter(self.sig_problem)
-        self.source = ResilientSource(source, emitter(self.sig_status), retry_interval_s)
+            source.on_problem = self.sig_problem.emit
+        self.source = ResilientSource(source, self.sig_status.emit, retry_interval_s)
         self.preview_slot = preview_slot
         self.inference_slot = inference_slot
         self.display_size = display_size
@@ -133,6 +135,10 @@ class CameraWorker(QObject):
         self._latest_lock = threading.Lock()
         self._latest: Frame | None = None
         self.frames_read = 0
+        # The gate needs a few results a second, not one per frame: feeding the model at most
+        # every ``live_interval_s`` leaves CPU to the preview on small machines.
+        self.live_interval_s = live_interval_s
+        self._last_live_put = 0.0
 
     def latest_frame(self) -> Frame | None:
         """The newest full-resolution live frame (thread-safe)."""
@@ -153,19 +159,19 @@ class CameraWorker(QObject):
                     frame = self.source.read()
                 except Exception:  # a source bug must not kill the thread silently
                     logger.exception("reading %s failed", self.source.name)
-                    emit(self.sig_status, f"{self.source.name} failed; trying again.", False)
+                    self.sig_status.emit(f"{self.source.name} failed; trying again.", False)
                     self._stop.wait(1.0)
                     continue
                 if frame is None:
                     continue
                 self.frames_read += 1
                 if frame.is_capture:
-                    emit(self.sig_capture_frame, frame)
+                    self.sig_capture_frame.emit(frame)
                     continue
                 self._publish(frame)
         finally:
             self.source.close()
-            emit(self.sig_finished)
+            self.sig_finished.emit()
 
     def _publish(self, frame: Frame) -> None:
         with self._latest_lock:
@@ -181,9 +187,14 @@ class CameraWorker(QObject):
         elif image is frame.image:
             image = image.copy()  # the display copy must not alias a buffer the source reuses
         if self.preview_slot.put(PreviewFrame(frame, np.ascontiguousarray(image))):
-            emit(self.sig_preview_ready)
-        if not self.inference_paused.is_set() and self.inference_slot.put(frame):
-            emit(self.sig_inference_ready)
+            self.sig_preview_ready.emit()
+        if self.inference_paused.is_set():
+            return
+        if frame.timestamp - self._last_live_put < self.live_interval_s:
+            return
+        self._last_live_put = frame.timestamp
+        if self.inference_slot.put(frame):
+            self.sig_inference_ready.emit()
 
 
 class InferenceWorker(QObject):
@@ -209,16 +220,15 @@ class InferenceWorker(QObject):
         try:
             engine = QualityEngine(Path(path), providers=provider)
         except ModelContractError as exc:
-            emit(self.sig_model_failed, str(exc))
+            self.sig_model_failed.emit(str(exc))
             return
         except Exception as exc:  # onnxruntime may raise anything on a broken install
             logger.exception("model load failed")
-            emit(self.sig_model_failed, f"The model could not be loaded ({exc}).")
+            self.sig_model_failed.emit(f"The model could not be loaded ({exc}).")
             return
         self.engine = engine
         meta = engine.meta
-        emit(
-            self.sig_model_ready,
+        self.sig_model_ready.emit(
             ModelInfo(
                 path=Path(path),
                 name=meta.model_name,
@@ -246,8 +256,7 @@ class InferenceWorker(QObject):
             logger.exception("live scoring failed")
             return
         self.live_scored += 1
-        emit(
-            self.sig_live_scored,
+        self.sig_live_scored.emit(
             LiveScore(frame.index, (frame.width, frame.height), frame.timestamp, result),
         )
 
@@ -263,19 +272,19 @@ class InferenceWorker(QObject):
             request.encoded,
         )
         elapsed = (time.monotonic() - request.requested_at) * 1000.0
-        emit(self.sig_capture_done, dataclasses.replace(outcome, elapsed_ms=elapsed))
+        self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
 
     @Slot(str, object)
     def _on_score_image(self, key: str, image_rgb: np.ndarray) -> None:
         if self.engine is None or self.stopping:
-            emit(self.sig_image_scored, key, None)
+            self.sig_image_scored.emit(key, None)
             return
         try:
             result = self.engine.score(image_rgb, grid="capture")
         except Exception:
             logger.exception("scoring %s failed", key)
             result = None
-        emit(self.sig_image_scored, key, result)
+        self.sig_image_scored.emit(key, result)
 
 
 class SubmissionWorker(QObject):
@@ -301,7 +310,7 @@ class SubmissionWorker(QObject):
             self.queue.enqueue(capture_id)
         except Exception as exc:
             logger.exception("enqueue %s failed", capture_id)
-            emit(self.sig_error, str(exc))
+            self.sig_error.emit(str(exc))
         self._on_tick()
 
     @Slot()
@@ -313,21 +322,44 @@ class SubmissionWorker(QObject):
             status = self.queue.process_pending()
         except Exception as exc:  # the queue must never take the app down
             logger.exception("submission pass failed")
-            emit(self.sig_error, f"Sending failed: {exc}")
+            self.sig_error.emit(f"Sending failed: {exc}")
             return
         finally:
             self.busy.clear()
-        emit(self.sig_status, status)
+        self.sig_status.emit(status)
+
+
+def lower_current_thread_priority(niceness: int) -> None:
+    """Run the calling thread (and threads it creates later, such as onnxruntime's pool) at a
+    lower CPU priority, so that on a small machine the GUI thread is served first (Linux only:
+    nice values are per thread there)."""
+    if not sys.platform.startswith("linux") or niceness <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+    except OSError as exc:
+        logger.debug("cannot lower thread priority: %s", exc)
 
 
 class WorkerThread:
-    """A QThread with one worker moved onto it; :meth:`stop` is flag + ``quit()`` + ``wait()``."""
+    """A QThread with one worker moved onto it; :meth:`stop` is flag + ``quit()`` + ``wait()``.
 
-    def __init__(self, worker: QObject, name: str) -> None:
+    ``niceness`` > 0 lowers the thread's CPU priority as it starts (see
+    :func:`lower_current_thread_priority`).
+    """
+
+    def __init__(self, worker: QObject, name: str, niceness: int = 0) -> None:
         self.worker = worker
         self.thread = QThread()
         self.thread.setObjectName(name)
         worker.moveToThread(self.thread)
+        if niceness > 0:
+            self.thread.started.connect(
+                lambda: lower_current_thread_priority(niceness),
+                Qt.ConnectionType.DirectConnection,
+            )
 
     def start(self) -> None:
         self.thread.start()
