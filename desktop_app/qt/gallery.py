@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,23 @@ def load_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
+def local_time(iso_utc: str | None, with_date: bool = True) -> str:
+    """An ISO UTC timestamp as local wall-clock time ("2026-11-27 15:06" or "15:06")."""
+    if not iso_utc:
+        return "-"
+    try:
+        when = datetime.fromisoformat(iso_utc).astimezone()
+    except ValueError:
+        return iso_utc
+    return when.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M")
+
+
 def describe(record: CaptureRecord) -> str:
     """Short caption: score, top reasons, time."""
     info = record.info
     score = "not checked" if math.isnan(info.score) else f"{info.score:.2f}"
     reasons = [n for n, p in sorted(info.reasons.items(), key=lambda kv: -kv[1]) if p >= 0.5]
-    when = record.created_utc[11:16]
+    when = local_time(record.created_utc, with_date=False)
     caption = f"{score} · {', '.join(reasons) or 'no reason'}\n{when} · {STATE_WORDS[record.state]}"
     return caption
 
@@ -142,7 +154,6 @@ class GalleryWidget(QWidget):
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.list.setMovement(QListWidget.Movement.Static)
         self.list.setWordWrap(True)
-        self.list.setUniformItemSizes(True)
 
         self.view = FrameView()
         self.view.clear_image("Select a capture")
@@ -350,14 +361,13 @@ class GalleryWidget(QWidget):
             f"(threshold {threshold}) · model {info.model_version or '-'}",
             f"Reasons: {reasons or 'none above 50%'}",
             f"Patient {info.patient_ref or '-'} · {info.body_site or '-'} · {info.mode} · "
-            f"taken by {info.operator or '-'} · {record.created_utc[:19].replace('T', ' ')} UTC",
+            f"taken by {info.operator or '-'} · {local_time(record.created_utc)}",
         ]
         if info.note:
             lines.append(f"Note: {info.note}")
         if record.reviewer:
             lines.append(
-                f"Reviewed by {record.reviewer} at "
-                f"{(record.reviewed_utc or '')[:19].replace('T', ' ')} UTC: "
+                f"Reviewed by {record.reviewer} at {local_time(record.reviewed_utc)}: "
                 f"{record.review_action} - {record.review_reason or ''}"
             )
         if record.last_error:

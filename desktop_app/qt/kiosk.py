@@ -92,6 +92,7 @@ class PinPad(QWidget):
         self.entry.setMaxLength(12)
         self.message = QLabel("Staff PIN to leave the kiosk")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setStyleSheet("font-size: 26px; font-weight: bold;")
         self.ok_button = QPushButton("OK")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("secondary")
@@ -107,13 +108,18 @@ class PinPad(QWidget):
         self._add_digit(grid, "0", 3, 1)
         self.ok_button.setMinimumSize(110, TOUCH_HEIGHT)
         grid.addWidget(self.ok_button, 3, 2)
+        column = QVBoxLayout()
+        column.addWidget(self.message)
+        column.addWidget(self.entry)
+        column.addLayout(grid)
+        self.cancel_button.setMinimumHeight(TOUCH_HEIGHT)
+        column.addWidget(self.cancel_button)
+        pad = QWidget()
+        pad.setLayout(column)
+        pad.setMaximumWidth(560)
         layout = QVBoxLayout(self)
         layout.addStretch(1)
-        layout.addWidget(self.message)
-        layout.addWidget(self.entry)
-        layout.addLayout(grid)
-        self.cancel_button.setMinimumHeight(TOUCH_HEIGHT)
-        layout.addWidget(self.cancel_button)
+        layout.addWidget(pad, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(1)
 
     def _add_digit(self, grid: QGridLayout, digit: str, row: int, col: int) -> None:
@@ -197,6 +203,13 @@ class KioskWindow(QWidget):
         self.pages.setCurrentWidget(self.welcome_page)
         self.idle_timer.start()
 
+    def show_kiosk(self) -> None:
+        """Full screen on the current screen (also without a window manager, e.g. under Xvfb)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            self.setGeometry(screen.geometry())
+        self.showFullScreen()
+
     # ---- pages -----------------------------------------------------------------------------
     def _big_button(self, text: str, secondary: bool = False) -> QPushButton:
         button = QPushButton(text)
@@ -216,7 +229,8 @@ class KioskWindow(QWidget):
         intro.setAlignment(Qt.AlignmentFlag.AlignCenter)
         intro.setStyleSheet("font-size: 24px;")
         self.code_edit = QLineEdit()
-        self.code_edit.setPlaceholderText("Check-in number from reception (if you have one)")
+        self.code_edit.setPlaceholderText("Check-in number (optional)")
+        self.code_edit.setMinimumWidth(520)
         self.code_edit.setMaximumWidth(720)
         self.start_button = self._big_button("Start")
         layout = QVBoxLayout(self.welcome_page)

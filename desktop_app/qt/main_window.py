@@ -213,6 +213,11 @@ class MainWindow(QMainWindow):
         self.verdict_label.setWordWrap(True)
         self.submit_reason = QLabel("")
         self.submit_reason.setWordWrap(True)
+        lines = self.fontMetrics().lineSpacing()
+        # room for the longest messages, so the layout does not squeeze wrapped lines together
+        self.verdict_label.setMinimumHeight(2 * lines + 4)
+        self.submit_reason.setMinimumHeight(4 * lines + 4)
+        self.submit_reason.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.submit_reason.setObjectName("submitReason")
         self.submit_reason.setStyleSheet("color: #8a5a00;")
         box.addWidget(self.capture_button)
@@ -344,10 +349,7 @@ class MainWindow(QMainWindow):
             reason = self.session.model_error or "no quality model"
             return f"Submit is off: the photo was not quality-checked ({reason})."
         if not outcome.judgement.accepted:
-            return (
-                f"Submit is off: score {outcome.judgement.score:.2f} is below the threshold "
-                f"{outcome.judgement.threshold:.2f}. {outcome.judgement.message}."
-            )
+            return f"Submit is off: the score is below the threshold. {outcome.judgement.message}."
         if outcome.record is None:
             return f"Submit is off: the photo could not be saved. {outcome.store_error}"
         if not outcome.record.info.patient_ref:
@@ -409,8 +411,10 @@ class MainWindow(QMainWindow):
             self.verdict_label.setText(j.message)
         else:
             verdict = "Accepted" if j.accepted else "Not good enough"
+            colour = "#2e7d32" if j.accepted else "#c0392b"
             self.verdict_label.setText(
-                f"{verdict}: score {j.score:.2f} (threshold {j.threshold:.2f}). {j.message}."
+                f"<b style='color:{colour}'>{verdict}</b>: score {j.score:.2f} "
+                f"(threshold {j.threshold:.2f})."
             )
         if outcome.store_error:
             QMessageBox.warning(self, "Photo not saved", outcome.store_error)
@@ -614,9 +618,11 @@ def run_app(args: argparse.Namespace) -> int:
         model=getattr(args, "model", None),
         source_spec=getattr(args, "source", None),
     )
+    from desktop_app.qt.kiosk import KioskWindow
+
     window = make_window(services, bool(getattr(args, "kiosk", False)))
-    if getattr(args, "kiosk", False):
-        window.showFullScreen()
+    if isinstance(window, KioskWindow):
+        window.show_kiosk()
     else:
         window.show()
     if services.store_error:

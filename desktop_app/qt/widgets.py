@@ -13,7 +13,7 @@ from desktop_app.core.gating import GateState
 from desktop_app.core.overlay import EDGE_RGB, GOOD_RGB, POOR_RGB, heat_colours, patch_cells
 from desktop_app.core.tiling import PatchLayout
 
-OVERLAY_ALPHA = 95  # of 255: the skin stays visible under the heat map
+OVERLAY_ALPHA = 80  # of 255: the skin stays visible under the heat map
 STATE_COLOURS = {
     GateState.GOOD: QColor(40, 160, 70),
     GateState.RETAKE: QColor(205, 70, 40),
