@@ -124,6 +124,7 @@ def test_sharp_frame_enables_submit_and_sends(
     qtbot.waitUntil(lambda: store.get(outcome.record.id).state == "submitted", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "1 sent" in window.queue_label.text(), timeout=WAIT_MS)
     assert store.get(outcome.record.id).info.patient_ref == "ENC-4711"
+    assert store.get(outcome.record.id).info.source == f"replay:{sharp_folder}"
 
 
 def test_blurred_frame_keeps_submit_disabled_with_blur_guidance(
@@ -181,6 +182,10 @@ def test_gallery_override_confirm_delete_and_export(
     gallery.overlay_check.setChecked(False)
     assert not gallery.view.overlay_visible
     gallery.overlay_check.setChecked(True)
+    qtbot.mouseClick(gallery.full_size_button, Qt.MouseButton.LeftButton)  # full-size viewer
+    assert gallery.viewer is not None and gallery.viewer.isVisible()
+    assert gallery.viewer.view.heat is not None and gallery.viewer.view.has_image()
+    gallery.viewer.close()
     gallery.reviewer_edit.setText("")
     assert not gallery.override_button.isEnabled()
     gallery.reviewer_edit.setText("Dr Derm")
@@ -298,7 +303,8 @@ def test_hot_folder_file_is_evaluated_as_capture(
     assert ok
     (tether / "DSC_0001.JPG").write_bytes(jpeg.tobytes())
     qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
-    assert window.outcome is not None and window.outcome.source == "hotfolder:DSC_0001.JPG"
+    assert window.outcome is not None
+    assert window.outcome.source == f"hotfolder:{tether}/DSC_0001.JPG"
     assert window.outcome.judgement.accepted and window.submit_button.isEnabled()
     (tether / "DSC_0002.JPG").write_bytes(b"truncated")
     qtbot.waitUntil(lambda: "DSC_0002.JPG" in window.statusBar().currentMessage(), timeout=WAIT_MS)

@@ -90,8 +90,13 @@ class Frame:
 class FrameSource(Protocol):
     """The interface every picture source follows (one reading thread per source)."""
 
-    name: str
-    kind: SourceKind
+    @property
+    def name(self) -> str:
+        """Human-readable name ("Integrated Camera", "Demo feed (no camera)")."""
+
+    @property
+    def kind(self) -> SourceKind:
+        """``camera`` | ``replay`` | ``hotfolder`` | ``demo``."""
 
     def open(self) -> None:
         """Start delivering; raises :class:`FrameSourceError`."""
@@ -671,6 +676,20 @@ def _add_glare(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out += (blob * 260.0)[..., None]
     clipped: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
     return clipped
+
+
+def source_label(source: FrameSource) -> str:
+    """What a capture's record says about where it came from: ``demo``, ``camera:0``,
+    ``replay:/path`` or ``hotfolder:/path`` (wrappers such as :class:`ResilientSource` are looked
+    through)."""
+    inner = getattr(source, "source", source)
+    if isinstance(inner, OpenCVCamera):
+        return f"camera:{inner.index}"
+    if isinstance(inner, ReplaySource):
+        return f"replay:{inner.path}"
+    if isinstance(inner, HotFolderSource):
+        return f"hotfolder:{inner.folder}"
+    return str(inner.kind)
 
 
 # ---- choosing a source from the command line / settings -------------------------------------

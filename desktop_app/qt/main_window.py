@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -592,6 +593,25 @@ def ensure_display() -> None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
+def _close_on_signals(app: QApplication, window: QWidget) -> None:
+    """Ctrl+C / SIGTERM close the window normally (workers stopped, store closed); the kiosk's
+    PIN does not apply to the operating system asking the app to stop."""
+
+    def _on_signal(signum: int, frame: object) -> None:
+        logger.info("signal %d: closing", signum)
+        if hasattr(window, "unlocked"):
+            window.unlocked = True
+        window.close()
+        app.quit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    # Python runs signal handlers only between bytecodes: wake the interpreter regularly.
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
 def make_window(services: AppServices, kiosk: bool) -> QWidget:
     if kiosk:
         from desktop_app.qt.kiosk import KioskWindow
@@ -610,7 +630,8 @@ def run_app(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     ensure_display()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Skin Capture Assist")
     app.setApplicationVersion(__version__)
     services = build_services(
@@ -625,6 +646,7 @@ def run_app(args: argparse.Namespace) -> int:
         window.show_kiosk()
     else:
         window.show()
+    _close_on_signals(app, window)
     if services.store_error:
         QMessageBox.critical(
             window,

@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
-from desktop_app.core.frame_sources import Frame, FrameSource
+from desktop_app.core.frame_sources import Frame, FrameSource, source_label
 from desktop_app.core.gating import LiveGate
 from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
@@ -226,24 +226,19 @@ class CaptureSession(QObject):
             return False
         worker = self._camera_worker
         frame = worker.latest_frame() if worker is not None else None
-        if frame is None:
+        if worker is None or frame is None:
             self.sig_capture_refused.emit("No picture from the camera yet.")
             return False
-        self._submit_capture(frame.image.copy(), frame.colour_order, f"{self.source_spec_label()}")
+        self._submit_capture(frame.image.copy(), frame.colour_order, source_label(worker.source))
         return True
-
-    def source_spec_label(self) -> str:
-        worker = self._camera_worker
-        if worker is None:
-            return ""
-        kind = worker.source.kind
-        return "demo" if kind == "demo" else f"{kind}:{worker.source.name}"
 
     @Slot(object)
     def _on_capture_frame(self, frame: Frame) -> None:
         """A hot-folder file: always evaluated and stored as a capture, whatever the screen."""
+        worker = self._camera_worker
+        folder = source_label(worker.source) if worker is not None else "hotfolder:"
         self._submit_capture(
-            frame.image, frame.colour_order, f"hotfolder:{frame.label}", frame.encoded
+            frame.image, frame.colour_order, f"{folder}/{frame.label}", frame.encoded
         )
 
     def _submit_capture(
