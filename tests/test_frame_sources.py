@@ -195,8 +195,7 @@ def test_source_from_spec(tmp_path: Path) -> None:
 def demo() -> DemoSource:
     source = DemoSource(resolution=(640, 360), fps=1000)
     source.open()
-    assert source._background is not None
-    source._background.join(timeout=30)
+    assert source.wait_until_rendered(30.0)
     return source
 
 

@@ -586,6 +586,14 @@ class DemoSource:
             )
             self._background.start()
 
+    def wait_until_rendered(self, timeout_s: float = 30.0) -> bool:
+        """Block until the background renders of the poor moments are done (True) or timeout."""
+        thread = self._background
+        if thread is not None:
+            thread.join(timeout_s)
+            return not thread.is_alive()
+        return True
+
     def _render_variants(self, needed: set[str]) -> None:
         from desktop_app.core.demo_scene import SkinLook, render_skin
 

@@ -119,6 +119,9 @@ def run_gui_bench(model_path: Path) -> dict[str, Any]:
         if not _spin_until(lambda: session.model_ready and view.frames_shown > 0, 60.0):
             window.close()
             raise RuntimeError(f"the GUI bench could not start: {session.model_error}")
+        # steady state: the demo's one-off background renders are finished
+        demo = window.services.source
+        _spin_until(lambda: demo.wait_until_rendered(0.01), 60.0)
         _spin(WARMUP_S)
 
         ticks: list[float] = []

@@ -76,13 +76,13 @@ class LiveCaptureView(QWidget):
         if self.showing_outcome is not None:
             return
         frame = item.frame
-        self.frame_view.set_image(item.display_rgb, (frame.width, frame.height))
+        self.frame_view.set_image(item.display_bgrx, (frame.width, frame.height))
         if self._live_heat is not None and self._live_heat.frame_size != (
             frame.width,
             frame.height,
         ):
             self._live_heat = None
-        self.frame_view.set_heat(self._live_heat)
+        self.frame_view.set_heat(self._live_heat, repaint=False)
 
     @Slot(object, object)
     def _on_live(self, view: GateView, live: LiveScore) -> None:
@@ -91,7 +91,7 @@ class LiveCaptureView(QWidget):
         self.last_view = view
         result = live.result
         self._live_heat = HeatMap.from_result(result.layout, result.patch_scores, result.threshold)
-        self.frame_view.set_heat(self._live_heat)
+        self.frame_view.set_heat(self._live_heat, repaint=False)
         self.score_bar.set_values(view.score, view.threshold, view.state)
         self._set_guidance(view.message, view.state)
 

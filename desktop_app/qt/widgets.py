@@ -22,10 +22,12 @@ STATE_COLOURS = {
 }
 
 
-def rgb_to_qimage(rgb: np.ndarray) -> QImage:
-    """Wrap a contiguous uint8 RGB ``[H, W, 3]`` array (no copy: keep the array alive)."""
-    h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, int(rgb.strides[0]), QImage.Format.Format_RGB888)
+def rgb_to_qimage(image: np.ndarray) -> QImage:
+    """Wrap a contiguous uint8 array without copying (keep the array alive): RGB ``[H, W, 3]``,
+    or ``[H, W, 4]`` in BGRX byte order (Qt's RGB32, which paints without a conversion)."""
+    h, w = image.shape[:2]
+    fmt = QImage.Format.Format_RGB32 if image.shape[2] == 4 else QImage.Format.Format_RGB888
+    return QImage(image.data, w, h, int(image.strides[0]), fmt)
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ class FrameView(QWidget):
 
     # ---- content ---------------------------------------------------------------------------
     def set_image(self, rgb: np.ndarray, source_size: tuple[int, int] | None = None) -> None:
-        """Show uint8 RGB ``rgb``; ``source_size`` is the full frame's (width, height) when
-        ``rgb`` is a scaled display copy (the heat map is laid out in full-frame pixels)."""
+        """Show ``rgb`` (uint8 RGB, or BGRX for the live preview, see :func:`rgb_to_qimage`);
+        ``source_size`` is the full frame's (width, height) when ``rgb`` is a scaled display
+        copy (the heat map is laid out in full-frame pixels)."""
         self._rgb = np.ascontiguousarray(rgb)
         self._qimage = rgb_to_qimage(self._rgb)
         self._source_size = source_size or (rgb.shape[1], rgb.shape[0])
@@ -86,9 +89,11 @@ class FrameView(QWidget):
         self._placeholder = placeholder
         self.update()
 
-    def set_heat(self, heat: HeatMap | None) -> None:
+    def set_heat(self, heat: HeatMap | None, repaint: bool = True) -> None:
+        """``repaint=False`` when the next frame repaints anyway (live preview)."""
         self._heat = heat
-        self.update()
+        if repaint:
+            self.update()
 
     def set_overlay_visible(self, visible: bool) -> None:
         self._overlay_visible = visible

@@ -35,10 +35,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreviewFrame:
-    """A frame plus its copy for display: uint8 RGB ``[h, w, 3]`` already scaled to the view."""
+    """A frame plus its copy for display, already scaled to the view: uint8 ``[h, w, 4]`` in
+    BGRX byte order (Qt's RGB32: painted without a per-frame format conversion)."""
 
     frame: Frame
-    display_rgb: np.ndarray
+    display_bgrx: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -182,11 +183,9 @@ class CameraWorker(QObject):
         if (w, h) != (frame.width, frame.height):
             interp = cv2.INTER_AREA if w < frame.width else cv2.INTER_LINEAR
             image = cv2.resize(image, (w, h), interpolation=interp)
-        if frame.colour_order == "BGR":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif image is frame.image:
-            image = image.copy()  # the display copy must not alias a buffer the source reuses
-        if self.preview_slot.put(PreviewFrame(frame, np.ascontiguousarray(image))):
+        code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
+        display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
+        if self.preview_slot.put(PreviewFrame(frame, display)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
             return
