@@ -542,6 +542,7 @@ class DemoSource:
         self._count = 0
         self._noise: list[tuple[np.ndarray, np.ndarray]] = []
         self._background: threading.Thread | None = None
+        self._cancel = threading.Event()
 
     @property
     def resolution(self) -> tuple[int, int] | None:
@@ -580,6 +581,7 @@ class DemoSource:
         self._start = time.monotonic()
         self._pacer = _Pacer(self.fps)
         needed = {moment for moment, _ in self.schedule} - {"good", "motion", "dark"}
+        self._cancel.clear()
         if needed:
             self._background = threading.Thread(
                 target=self._render_variants, args=(needed,), name="demo-render", daemon=True
@@ -601,27 +603,24 @@ class DemoSource:
         if worlds is None:
             return
         near = worlds.near
-        rendered: dict[str, np.ndarray] = {}
-        if "defocus" in needed:
-            rendered["defocus"] = cv2.GaussianBlur(near, (0, 0), 7.0)
-        if "glare" in needed:
-            rendered["glare"] = _add_glare(near, np.random.default_rng(self.seed + 2))
-        if "off_centre" in needed:
-            m = self.MARGIN
-            h, w = self.height + 2 * m, self.width + 2 * m
-            rendered["off_centre"] = render_skin(
+        m = self.MARGIN
+        h, w = self.height + 2 * m, self.width + 2 * m
+        far_look = SkinLook(lesion_radius_px=34.0, pore_spacing_px=9.0, furrow_scale_px=14.0)
+        renders: dict[str, Callable[[], np.ndarray]] = {
+            "defocus": lambda: cv2.GaussianBlur(near, (0, 0), 7.0),
+            "glare": lambda: _add_glare(near, np.random.default_rng(self.seed + 2)),
+            "off_centre": lambda: render_skin(
                 h, w, seed=self.seed, lesion_centre=(w * 0.12, h * 0.16)
-            )
-        if "far" in needed:
-            far_look = SkinLook(lesion_radius_px=34.0, pore_spacing_px=9.0, furrow_scale_px=14.0)
-            rendered["far"] = render_skin(
-                self.height + 2 * self.MARGIN,
-                self.width + 2 * self.MARGIN,
-                seed=self.seed + 3,
-                look=far_look,
-            )
-        with worlds.lock:
-            worlds.variants.update(rendered)
+            ),
+            "far": lambda: render_skin(h, w, seed=self.seed + 3, look=far_look),
+        }
+        for moment, render in renders.items():
+            # checked between renders: close() must not leave native code running at exit
+            if moment not in needed or self._cancel.is_set():
+                continue
+            image = render()
+            with worlds.lock:
+                worlds.variants[moment] = image
 
     def read(self) -> Frame | None:
         if self._worlds is None:
@@ -658,6 +657,10 @@ class DemoSource:
         return crop
 
     def close(self) -> None:
+        self._cancel.set()
+        if self._background is not None:
+            self._background.join(timeout=10.0)
+            self._background = None
         self._worlds = None
 
 
