@@ -72,3 +72,14 @@ def test_storage_failure_keeps_image_in_memory_and_says_why(
     assert outcome.record is None and outcome.store_error
     assert outcome.judgement.accepted and not outcome.can_submit
     assert outcome.image_rgb.shape == (240, 320, 3)
+
+
+def test_engine_run_can_be_cancelled_from_another_thread(engine: QualityEngine) -> None:
+    """The live scoring gives way to a capture: a terminated RunOptions aborts the run."""
+    import onnxruntime as ort
+
+    run = ort.RunOptions()
+    run.terminate = True
+    with pytest.raises(Exception, match="terminate"):
+        engine.score(sharp_image(), grid="live", run_options=run)
+    assert engine.score(sharp_image(), grid="live").grid == "live"  # the engine still works

@@ -249,6 +249,7 @@ class CaptureSession(QObject):
         if self._camera_worker is not None:
             self._camera_worker.inference_paused.set()
         self.inference_slot.clear()
+        self._inference_worker.cancel_live()
         self._sig_capture.emit(
             CaptureRequest(
                 image, colour_order, self.context_provider(), source, encoded, time.monotonic()

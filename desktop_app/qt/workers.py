@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -212,6 +213,9 @@ class InferenceWorker(QObject):
         self.engine: QualityEngine | None = None
         self.stopping = False
         self.live_scored = 0
+        self.live_cancelled = 0
+        self._live_run_lock = threading.Lock()
+        self._live_run: Any = None  # onnxruntime.RunOptions of the live run in progress
 
     @Slot(str, str)
     def _on_load_model(self, path: str, provider: str) -> None:
@@ -249,15 +253,34 @@ class InferenceWorker(QObject):
         frame = self.inference_slot.take()
         if frame is None or self.engine is None or self.stopping:
             return
+        import onnxruntime as ort
+
+        run = ort.RunOptions()
+        with self._live_run_lock:
+            self._live_run = run
         try:
-            result = self.engine.score(frame.image, grid="live", colour_order=frame.colour_order)
+            result = self.engine.score(
+                frame.image, grid="live", colour_order=frame.colour_order, run_options=run
+            )
         except Exception:
-            logger.exception("live scoring failed")
+            if run.terminate:
+                self.live_cancelled += 1  # a capture asked for the CPU: not an error
+            else:
+                logger.exception("live scoring failed")
             return
+        finally:
+            with self._live_run_lock:
+                self._live_run = None
         self.live_scored += 1
         self.sig_live_scored.emit(
             LiveScore(frame.index, (frame.width, frame.height), frame.timestamp, result),
         )
+
+    def cancel_live(self) -> None:
+        """Abort the live scoring in progress, if any (any thread): a capture goes first."""
+        with self._live_run_lock:
+            if self._live_run is not None:
+                self._live_run.terminate = True
 
     @Slot(object)
     def _on_capture(self, request: CaptureRequest) -> None:
