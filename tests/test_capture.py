@@ -83,3 +83,13 @@ def test_engine_run_can_be_cancelled_from_another_thread(engine: QualityEngine) 
     with pytest.raises(Exception, match="terminate"):
         engine.score(sharp_image(), grid="live", run_options=run)
     assert engine.score(sharp_image(), grid="live").grid == "live"  # the engine still works
+
+
+def test_engine_without_memory_arena_scores_the_same(
+    engine: QualityEngine, test_model_path: Path
+) -> None:
+    lean = QualityEngine(test_model_path, providers="cpu", memory_arena=False)
+    assert lean._session.get_session_options().enable_cpu_mem_arena is False
+    assert engine._session.get_session_options().enable_cpu_mem_arena is True
+    image = sharp_image(3)
+    assert lean.score(image).score == pytest.approx(engine.score(image).score, abs=1e-6)

@@ -198,7 +198,9 @@ class KioskWindow(QWidget):
         self.session.sig_live.connect(self._on_live)
         self.session.sig_capture_refused.connect(self._on_capture_refused)
 
-        self.session.load_model(services.model_path, self.settings.provider)
+        self.session.load_model(
+            services.model_path, self.settings.provider, self.settings.low_memory_inference
+        )
         self.session.set_source(services.source)
         self.pages.setCurrentWidget(self.welcome_page)
         self.idle_timer.start()

@@ -163,7 +163,9 @@ class MainWindow(QMainWindow):
         self.session.capture_blocker = self._capture_blocker
         self._build_ui()
         self._connect()
-        self.session.load_model(services.model_path, self.settings.provider)
+        self.session.load_model(
+            services.model_path, self.settings.provider, self.settings.low_memory_inference
+        )
         self.session.set_source(services.source)
         if services.source_note:
             self.statusBar().showMessage(services.source_note, 10_000)
@@ -541,7 +543,11 @@ class MainWindow(QMainWindow):
         if new_pin:
             new.set_kiosk_pin(new_pin)
         source_changed = (new.camera, new.resolution) != (old.camera, old.resolution)
-        model_changed = (new.model_path, new.provider) != (old.model_path, old.provider)
+        model_changed = (new.model_path, new.provider, new.low_memory_inference) != (
+            old.model_path,
+            old.provider,
+            old.low_memory_inference,
+        )
         submission_changed = new.submission != old.submission
         self.settings = new
         self.services.settings = new
@@ -553,7 +559,9 @@ class MainWindow(QMainWindow):
             if note:
                 self.statusBar().showMessage(note, 10_000)
         if model_changed:
-            self.session.load_model(resolve_model_path(None, new), new.provider)
+            self.session.load_model(
+                resolve_model_path(None, new), new.provider, new.low_memory_inference
+            )
         if submission_changed and self.services.store is not None:
             try:
                 queue = SubmissionQueue(self.services.store, make_target(new.submission))

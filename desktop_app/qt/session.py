@@ -51,7 +51,7 @@ class CaptureSession(QObject):
     sig_image_scored = Signal(str, object)  # key, QualityResult | None
 
     # requests into the worker threads (queued connections)
-    _sig_load_model = Signal(str, str)
+    _sig_load_model = Signal(str, str, bool)
     _sig_unload_model = Signal()
     _sig_capture = Signal(object)
     _sig_score_image = Signal(str, object)
@@ -113,8 +113,12 @@ class CaptureSession(QObject):
     def model_ready(self) -> bool:
         return self.model_info is not None
 
-    def load_model(self, path: Path | None, provider: str = "auto") -> None:
-        """Load in the inference thread; ``sig_model_status`` reports the outcome."""
+    def load_model(
+        self, path: Path | None, provider: str = "auto", low_memory: bool = True
+    ) -> None:
+        """Load in the inference thread; ``sig_model_status`` reports the outcome.
+
+        ``low_memory``: onnxruntime's memory arena off (see ``QualityEngine``)."""
         self.model_info = None
         if path is None:
             self._sig_unload_model.emit()
@@ -123,7 +127,7 @@ class CaptureSession(QObject):
         self.model_loading = True
         self.model_error = ""
         self.sig_model_status.emit(f"Loading model {Path(path).name}…", True)
-        self._sig_load_model.emit(str(path), provider)
+        self._sig_load_model.emit(str(path), provider, low_memory)
 
     @Slot(object)
     def _on_model_ready(self, info: ModelInfo) -> None:

@@ -217,11 +217,11 @@ class InferenceWorker(QObject):
         self._live_run_lock = threading.Lock()
         self._live_run: Any = None  # onnxruntime.RunOptions of the live run in progress
 
-    @Slot(str, str)
-    def _on_load_model(self, path: str, provider: str) -> None:
+    @Slot(str, str, bool)
+    def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
         self.engine = None
         try:
-            engine = QualityEngine(Path(path), providers=provider)
+            engine = QualityEngine(Path(path), providers=provider, memory_arena=not low_memory)
         except ModelContractError as exc:
             self.sig_model_failed.emit(str(exc))
             return
