@@ -10,7 +10,6 @@ from desktop_app.core.overlay import (
     EDGE_RGB,
     GOOD_RGB,
     POOR_RGB,
-    blend_overlay,
     heat_colours,
     patch_cells,
 )
@@ -37,14 +36,3 @@ def test_colours_run_from_poor_through_threshold_to_good() -> None:
     assert colours[1].tolist() == list(EDGE_RGB)
     assert colours[2].tolist() == list(GOOD_RGB)
     assert colours[3, 0] > colours[3, 1]  # halfway to the threshold is still reddish
-
-
-def test_blend_overlay_changes_only_colour_not_size() -> None:
-    image = np.full((64, 96, 3), 128, np.uint8)
-    layout = plan_layout(64, 96, 32, GridSpec(max_long_side=96))
-    scores = np.zeros(layout.n)
-    out = blend_overlay(image, layout, scores, 0.5, alpha=0.5)
-    assert out.shape == image.shape
-    assert out[0, 0].tolist() == [round(128 * 0.5 + c * 0.5) for c in POOR_RGB]
-    with pytest.raises(ValueError, match="layout is for"):
-        blend_overlay(image[:32], layout, scores, 0.5, 0.5)

@@ -239,9 +239,6 @@ class LiveGate:
             self._shown_since = now
         return self._shown_reason
 
-    def no_model_view(self, message: str = NO_MODEL_GATE_MESSAGE) -> GateView:
-        return GateView(GateState.NO_MODEL, 0.0, 0.0, self.threshold, message)
-
 
 @dataclass(frozen=True)
 class CaptureJudgement:

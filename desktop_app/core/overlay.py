@@ -46,20 +46,3 @@ def heat_colours(scores: np.ndarray, threshold: float) -> np.ndarray:
     above = ((s - t) / (1.0 - t))[:, None]
     colours = np.where((s < t)[:, None], poor + (edge - poor) * below, edge + (good - edge) * above)
     return np.clip(np.round(colours), 0, 255).astype(np.uint8)
-
-
-def blend_overlay(
-    image_rgb: np.ndarray, layout: PatchLayout, scores: np.ndarray, threshold: float, alpha: float
-) -> np.ndarray:
-    """``image_rgb`` (uint8 ``[H, W, 3]``, the image the layout was made for) with the heat map
-    blended in at ``alpha``; returns a new uint8 ``[H, W, 3]`` array."""
-    if image_rgb.shape[:2] != layout.original_hw:
-        raise ValueError(f"layout is for {layout.original_hw}, image is {image_rgb.shape[:2]}")
-    heat = np.empty_like(image_rgb)
-    for (x0, y0, x1, y1), colour in zip(
-        patch_cells(layout), heat_colours(scores, threshold), strict=True
-    ):
-        heat[y0:y1, x0:x1] = colour
-    out = image_rgb.astype(np.float32) * (1.0 - alpha) + heat.astype(np.float32) * alpha
-    blended: np.ndarray = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    return blended

@@ -202,6 +202,7 @@ class KioskWindow(QWidget):
             services.model_path, self.settings.provider, self.settings.low_memory_inference
         )
         self.session.set_source(services.source)
+        self.session.pause_live()  # nothing is scored until a patient presses Start
         self.pages.setCurrentWidget(self.welcome_page)
         self.idle_timer.start()
 
@@ -346,7 +347,7 @@ class KioskWindow(QWidget):
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
         if self.pages.currentWidget() is not self.capture_page:
             # a late result after an idle reset: it is stored; nothing is shown
-            self.session.resume_live()
+            self.session.pause_live()
             return
         self.outcome = outcome
         self.live.show_outcome(outcome)
@@ -363,6 +364,7 @@ class KioskWindow(QWidget):
             return
         self.session.submit(outcome.record.id)
         self.outcome = None
+        self.session.pause_live()
         self.live.clear_for_next_patient()
         self.pages.setCurrentWidget(self.thanks_page)
         self.thanks_timer.start()
@@ -393,7 +395,7 @@ class KioskWindow(QWidget):
         self.code_edit.clear()
         self.pin_pad.entry.clear()
         self.live.clear_for_next_patient("")
-        self.session.resume_live()
+        self.session.pause_live()
         self.pages.setCurrentWidget(self.welcome_page)
         self.resets += 1
 

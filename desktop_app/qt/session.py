@@ -184,11 +184,6 @@ class CaptureSession(QObject):
         worker = self._camera_worker
         return worker.source.resolution if worker is not None else None
 
-    @property
-    def source_kind(self) -> str:
-        worker = self._camera_worker
-        return worker.source.kind if worker is not None else ""
-
     @Slot(str, bool)
     def _on_source_status(self, message: str, ok: bool) -> None:
         self.source_ok = ok
@@ -265,6 +260,13 @@ class CaptureSession(QObject):
         self.capture_busy = False
         self.showing_capture = True
         self.sig_capture_done.emit(outcome)
+
+    def pause_live(self) -> None:
+        """Stop scoring live frames (the preview goes on), e.g. while the kiosk waits for the
+        next patient."""
+        self.showing_capture = True
+        if self._camera_worker is not None:
+            self._camera_worker.inference_paused.set()
 
     def resume_live(self) -> None:
         """Back to the live view (after Submit or Retake): the gate starts afresh."""

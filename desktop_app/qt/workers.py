@@ -114,7 +114,6 @@ class CameraWorker(QObject):
     sig_capture_frame = Signal(object)  # Frame
     sig_status = Signal(str, bool)  # message, ok
     sig_problem = Signal(str)  # a file that could not be read (the source goes on)
-    sig_finished = Signal()
 
     def __init__(
         self,
@@ -136,7 +135,6 @@ class CameraWorker(QObject):
         self._stop = threading.Event()
         self._latest_lock = threading.Lock()
         self._latest: Frame | None = None
-        self.frames_read = 0
         # The gate needs a few results a second, not one per frame: feeding the model at most
         # every ``live_interval_s`` leaves CPU to the preview on small machines.
         self.live_interval_s = live_interval_s
@@ -166,14 +164,12 @@ class CameraWorker(QObject):
                     continue
                 if frame is None:
                     continue
-                self.frames_read += 1
                 if frame.is_capture:
                     self.sig_capture_frame.emit(frame)
                     continue
                 self._publish(frame)
         finally:
             self.source.close()
-            self.sig_finished.emit()
 
     def _publish(self, frame: Frame) -> None:
         with self._latest_lock:
