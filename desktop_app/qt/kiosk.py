@@ -321,10 +321,7 @@ class KioskWindow(QWidget):
 
     @Slot()
     def _on_start(self) -> None:
-        self.outcome = None
-        self.live.back_to_live()
-        self.session.resume_live()
-        self._show_live_controls()
+        self._on_try_again()
         self.pages.setCurrentWidget(self.capture_page)
 
     @Slot(object, object)
