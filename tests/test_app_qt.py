@@ -391,6 +391,7 @@ def test_kiosk_auto_capture_send_and_idle_reset(
     kiosk.idle_timer.start()
     qtbot.waitUntil(lambda: kiosk.pages.currentWidget() is kiosk.welcome_page, timeout=WAIT_MS)
     assert kiosk.outcome is None and kiosk.code_edit.text() == ""
+    qtbot.wait(300)  # live frames keep coming from the camera meanwhile
     assert kiosk.live.showing_outcome is None and not kiosk.live.frame_view.has_image()
     assert kiosk.resets == 1
     # next patient: send goes through

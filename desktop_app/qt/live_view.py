@@ -73,7 +73,9 @@ class LiveCaptureView(QWidget):
 
     @Slot(object)
     def _on_preview(self, item: PreviewFrame) -> None:
-        if self.showing_outcome is not None:
+        # Hidden (kiosk welcome page, staff Review tab): nothing to paint, and a cleared kiosk
+        # screen must stay cleared until the next patient starts.
+        if self.showing_outcome is not None or not self.isVisible():
             return
         frame = item.frame
         self.frame_view.set_image(item.display_bgrx, (frame.width, frame.height))
