@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -85,6 +85,10 @@ class QualityEngine:
     """Load a contract-conforming ONNX model and score uint8 images.
 
     Thread safety: ``score`` may be called from one worker thread at a time per engine.
+
+    ``memory_arena=False`` turns off onnxruntime's CPU memory arena: activation memory is
+    returned after every run instead of being kept (and fragmented across bag sizes), which
+    bounds a long-running app's resident memory at some cost in speed.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class QualityEngine:
         model_path: str | Path,
         providers: str = "auto",
         intra_op_threads: int | None = None,
+        memory_arena: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -105,6 +110,7 @@ class QualityEngine:
         if threads > 0:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = memory_arena
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path), sess_options=options, providers=choose_providers(providers)
@@ -167,23 +173,35 @@ class QualityEngine:
         patches, layout = image_to_patches(image, self.meta.tiling.patch_size, spec)
         return normalise_patches(patches, self.meta.input), layout
 
-    def run_patches(self, patches: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+    def run_patches(
+        self, patches: np.ndarray, positions: np.ndarray, run_options: Any = None
+    ) -> list[np.ndarray]:
         """Raw graph outputs for one bag (in ``_output_names`` order).
 
-        ``patches`` float32 ``[N, 3, P, P]``; ``positions`` float32 ``[N, 2]``.
+        ``patches`` float32 ``[N, 3, P, P]``; ``positions`` float32 ``[N, 2]``. ``run_options``
+        (an ``onnxruntime.RunOptions``) lets another thread cancel the run by setting its
+        ``terminate`` flag; the cancelled call then raises.
         """
         io = self.meta.graph_io
         feeds = {io.input_patches: patches, io.input_positions: positions}
-        return [np.asarray(o) for o in self._session.run(self._output_names, feeds)]
+        outputs = self._session.run(self._output_names, feeds, run_options)
+        return [np.asarray(o) for o in outputs]
 
     def score(
-        self, image: np.ndarray, grid: GridName = "capture", colour_order: ColourOrder = "RGB"
+        self,
+        image: np.ndarray,
+        grid: GridName = "capture",
+        colour_order: ColourOrder = "RGB",
+        run_options: Any = None,
     ) -> QualityResult:
-        """Score a uint8 ``[H, W, 3]`` image (``colour_order`` says how its channels are stored)."""
+        """Score a uint8 ``[H, W, 3]`` image (``colour_order`` says how its channels are stored).
+
+        ``run_options``: see :meth:`run_patches` (cancellation from another thread).
+        """
         t0 = time.perf_counter()
         patches, layout = self.prepare(image, grid, colour_order)
         t1 = time.perf_counter()
-        outputs = self.run_patches(patches, patch_positions(layout))
+        outputs = self.run_patches(patches, patch_positions(layout), run_options)
         t2 = time.perf_counter()
         score = float(np.asarray(outputs[0]).reshape(-1)[0])
         level_probs = np.asarray(outputs[1], dtype=np.float32).reshape(-1)

@@ -1,0 +1,454 @@
+"""The patient kiosk: full screen, large touch targets, step-by-step, auto-capture, no gallery or
+settings. Leaving needs the staff PIN; after a period without touches the screen is cleared for the
+next patient (nothing of the previous patient stays visible)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.gating import GateState, GateView
+from desktop_app.qt.live_view import LiveCaptureView
+from desktop_app.qt.main_window import AppServices
+from desktop_app.qt.session import CaptureSession
+
+logger = logging.getLogger(__name__)
+
+TOUCH_HEIGHT = 96
+MAX_PIN_ATTEMPTS = 5
+PIN_LOCKOUT_S = 30.0
+THANKS_SECONDS = 8
+STEPS = (
+    "Uncover the skin and hold the camera about a hand's width away.",
+    "Put the spot in the middle of the picture. Good light, no shadow.",
+    "Hold still. The photo is taken by itself when it is sharp.",
+    "Check the photo and press Send.",
+)
+STYLE = """
+QWidget#kiosk { background: #f5f7fa; }
+QPushButton { font-size: 26px; padding: 12px 28px; border-radius: 14px;
+              background: #1f6feb; color: white; }
+QPushButton:disabled { background: #9fb3c8; color: #eef2f6; }
+QPushButton#secondary { background: #5a6472; }
+QPushButton#staff { font-size: 14px; padding: 6px 12px; background: transparent; color: #8896a6;
+                    border: 1px solid #c5ced8; }
+QLabel { color: #1d2530; }
+QLabel#title { font-size: 40px; font-weight: bold; }
+QLabel#step { font-size: 22px; padding: 8px 12px; border-radius: 10px; }
+QLabel#stepActive { font-size: 22px; padding: 8px 12px; border-radius: 10px;
+                    background: #dbe9ff; font-weight: bold; }
+QLineEdit { font-size: 28px; padding: 10px; border-radius: 10px; border: 2px solid #9fb3c8; }
+QProgressBar { height: 24px; border-radius: 10px; background: #dde3ea; text-align: center; }
+QProgressBar::chunk { background: #2e8b57; border-radius: 10px; }
+"""
+
+
+class _ActivityFilter(QObject):
+    """Restarts the idle timer on any touch, click or key anywhere in the app."""
+
+    EVENTS = frozenset(
+        {
+            QEvent.Type.MouseButtonPress,
+            QEvent.Type.TouchBegin,
+            QEvent.Type.KeyPress,
+            QEvent.Type.Wheel,
+        }
+    )
+
+    def __init__(self, on_activity: object) -> None:
+        super().__init__()
+        self.on_activity = on_activity
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in self.EVENTS:
+            self.on_activity()  # type: ignore[operator]
+        return False
+
+
+class PinPad(QWidget):
+    """Large numeric keypad for the staff PIN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entry = QLineEdit()
+        self.entry.setEchoMode(QLineEdit.EchoMode.Password)
+        self.entry.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.entry.setMaxLength(12)
+        self.message = QLabel("Staff PIN to leave the kiosk")
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setStyleSheet("font-size: 26px; font-weight: bold;")
+        self.ok_button = QPushButton("OK")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("secondary")
+        grid = QGridLayout()
+        self.digit_buttons: dict[str, QPushButton] = {}
+        for i, digit in enumerate("123456789"):
+            self._add_digit(grid, digit, i // 3, i % 3)
+        clear = QPushButton("⌫")
+        clear.setObjectName("secondary")
+        clear.setMinimumSize(110, TOUCH_HEIGHT)
+        clear.clicked.connect(self.entry.backspace)
+        grid.addWidget(clear, 3, 0)
+        self._add_digit(grid, "0", 3, 1)
+        self.ok_button.setMinimumSize(110, TOUCH_HEIGHT)
+        grid.addWidget(self.ok_button, 3, 2)
+        column = QVBoxLayout()
+        column.addWidget(self.message)
+        column.addWidget(self.entry)
+        column.addLayout(grid)
+        self.cancel_button.setMinimumHeight(TOUCH_HEIGHT)
+        column.addWidget(self.cancel_button)
+        pad = QWidget()
+        pad.setLayout(column)
+        pad.setMaximumWidth(560)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(pad, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(1)
+
+    def _add_digit(self, grid: QGridLayout, digit: str, row: int, col: int) -> None:
+        button = QPushButton(digit)
+        button.setMinimumSize(110, TOUCH_HEIGHT)
+        button.clicked.connect(lambda: self.entry.insert(digit))
+        self.digit_buttons[digit] = button
+        grid.addWidget(button, row, col)
+
+
+class KioskWindow(QWidget):
+    """Pages: welcome -> capture (live, then the photo's verdict) -> thanks; plus the PIN pad."""
+
+    def __init__(self, services: AppServices) -> None:
+        super().__init__()
+        self.setObjectName("kiosk")
+        self.setStyleSheet(STYLE)
+        self.setWindowTitle("Skin photo")
+        self.services = services
+        self.settings = services.settings
+        self.outcome: CaptureOutcome | None = None
+        self.unlocked = False
+        self.closed_cleanly: bool | None = None
+        self.failed_pin_attempts = 0
+        self.locked_until = 0.0
+        self.resets = 0
+
+        self.session = CaptureSession(
+            services.store,
+            services.queue,
+            self._capture_context,
+            auto_capture_hold_s=(
+                self.settings.auto_capture_hold_s if self.settings.auto_capture_kiosk else None
+            ),
+            submission_interval_s=self.settings.submission_interval_s,
+            parent=self,
+        )
+        self.session.capture_blocker = self._capture_blocker
+        self.pages = QStackedWidget()
+        self._build_welcome()
+        self._build_capture()
+        self._build_thanks()
+        self.pin_pad = PinPad()
+        self.pages.addWidget(self.pin_pad)
+        self.staff_button = QPushButton("Staff")
+        self.staff_button.setObjectName("staff")
+        top = QHBoxLayout()
+        top.addStretch(1)
+        top.addWidget(self.staff_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.pages, 1)
+
+        self.idle_timer = QTimer(self)
+        self.idle_timer.setSingleShot(True)
+        self.idle_timer.setInterval(max(5, self.settings.kiosk_idle_timeout_s) * 1000)
+        self.idle_timer.timeout.connect(self._on_idle_timeout)
+        self.thanks_timer = QTimer(self)
+        self.thanks_timer.setSingleShot(True)
+        self.thanks_timer.setInterval(THANKS_SECONDS * 1000)
+        self.thanks_timer.timeout.connect(self.reset_for_next_patient)
+        self._activity = _ActivityFilter(self._on_activity)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._activity)
+
+        self.start_button.clicked.connect(self._on_start)
+        self.take_button.clicked.connect(self._on_take_photo)
+        self.send_button.clicked.connect(self._on_send)
+        self.again_button.clicked.connect(self._on_try_again)
+        self.staff_button.clicked.connect(self._on_staff)
+        self.pin_pad.ok_button.clicked.connect(self._on_pin_ok)
+        self.pin_pad.entry.returnPressed.connect(self._on_pin_ok)
+        self.pin_pad.cancel_button.clicked.connect(self._on_pin_cancel)
+        self.session.sig_capture_done.connect(self._on_capture_done)
+        self.session.sig_live.connect(self._on_live)
+        self.session.sig_capture_refused.connect(self._on_capture_refused)
+
+        self.session.load_model(
+            services.model_path, self.settings.provider, self.settings.low_memory_inference
+        )
+        self.session.set_source(services.source)
+        self.session.pause_live()  # nothing is scored until a patient presses Start
+        self.pages.setCurrentWidget(self.welcome_page)
+        self.idle_timer.start()
+
+    def show_kiosk(self) -> None:
+        """Full screen on the current screen (also without a window manager, e.g. under Xvfb)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            self.setGeometry(screen.geometry())
+        self.showFullScreen()
+
+    # ---- pages -----------------------------------------------------------------------------
+    def _big_button(self, text: str, secondary: bool = False) -> QPushButton:
+        button = QPushButton(text)
+        button.setMinimumHeight(TOUCH_HEIGHT)
+        button.setMinimumWidth(260)
+        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if secondary:
+            button.setObjectName("secondary")
+        return button
+
+    def _build_welcome(self) -> None:
+        self.welcome_page = QWidget()
+        title = QLabel("Photo of your skin for the doctor")
+        title.setObjectName("title")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        intro = QLabel("This takes about a minute. The screen guides you step by step.")
+        intro.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        intro.setStyleSheet("font-size: 24px;")
+        self.code_edit = QLineEdit()
+        self.code_edit.setPlaceholderText("Check-in number (optional)")
+        self.code_edit.setMinimumWidth(520)
+        self.code_edit.setMaximumWidth(720)
+        self.start_button = self._big_button("Start")
+        layout = QVBoxLayout(self.welcome_page)
+        layout.addStretch(1)
+        layout.addWidget(title)
+        layout.addWidget(intro)
+        layout.addSpacing(30)
+        layout.addWidget(self.code_edit, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addSpacing(20)
+        layout.addWidget(self.start_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(2)
+        self.pages.addWidget(self.welcome_page)
+
+    def _build_capture(self) -> None:
+        self.capture_page = QWidget()
+        self.live = LiveCaptureView(self.session, large=True)
+        self.live.frame_view.set_overlay_visible(self.settings.show_heat_overlay)
+        self.step_labels = []
+        steps = QVBoxLayout()
+        heading = QLabel("Steps")
+        heading.setObjectName("title")
+        steps.addWidget(heading)
+        for number, text in enumerate(STEPS, start=1):
+            label = QLabel(f"{number}. {text}")
+            label.setWordWrap(True)
+            label.setObjectName("step")
+            self.step_labels.append(label)
+            steps.addWidget(label)
+        steps.addSpacing(16)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setFormat("Hold still…")
+        self.progress.setTextVisible(True)
+        steps.addWidget(self.progress)
+        steps.addStretch(1)
+        self.take_button = self._big_button("Take photo now")
+        self.send_button = self._big_button("Send")
+        self.again_button = self._big_button("Try again", secondary=True)
+        steps.addWidget(self.take_button)
+        steps.addWidget(self.send_button)
+        steps.addWidget(self.again_button)
+        side = QWidget()
+        side.setLayout(steps)
+        side.setFixedWidth(440)
+        row = QHBoxLayout(self.capture_page)
+        row.addWidget(self.live, 1)
+        row.addWidget(side)
+        self.pages.addWidget(self.capture_page)
+
+    def _build_thanks(self) -> None:
+        self.thanks_page = QWidget()
+        label = QLabel("Thank you.\nYour photo was sent to the clinic.")
+        label.setObjectName("title")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thanks_label = label
+        layout = QVBoxLayout(self.thanks_page)
+        layout.addStretch(1)
+        layout.addWidget(label)
+        layout.addStretch(1)
+        self.pages.addWidget(self.thanks_page)
+
+    def _set_step(self, index: int) -> None:
+        for i, label in enumerate(self.step_labels):
+            label.setObjectName("stepActive" if i == index else "step")
+            label.style().unpolish(label)
+            label.style().polish(label)
+
+    def _show_live_controls(self) -> None:
+        self.take_button.show()
+        self.take_button.setEnabled(True)
+        self.send_button.hide()
+        self.again_button.hide()
+        self.progress.show()
+        self.progress.setValue(0)
+        self._set_step(0)
+
+    # ---- flow ------------------------------------------------------------------------------
+    def _capture_context(self) -> CaptureContext:
+        return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), "", "")
+
+    def _capture_blocker(self) -> str:
+        if self.pages.currentWidget() is not self.capture_page or self.outcome is not None:
+            return "Not on the capture screen."
+        return ""
+
+    @Slot()
+    def _on_start(self) -> None:
+        self._on_try_again()
+        self.pages.setCurrentWidget(self.capture_page)
+
+    @Slot(object, object)
+    def _on_live(self, view: GateView, live: object) -> None:
+        if self.outcome is not None:
+            return
+        self.progress.setValue(round(view.auto_capture_progress * 100))
+        self._set_step(2 if view.state == GateState.GOOD else 1)
+
+    @Slot()
+    def _on_take_photo(self) -> None:
+        if self.session.capture():
+            self.take_button.setEnabled(False)
+
+    @Slot(str)
+    def _on_capture_refused(self, message: str) -> None:
+        logger.info("kiosk capture refused: %s", message)
+
+    @Slot(object)
+    def _on_capture_done(self, outcome: CaptureOutcome) -> None:
+        if self.pages.currentWidget() is not self.capture_page:
+            # a late result after an idle reset: it is stored; nothing is shown
+            self.session.pause_live()
+            return
+        self.outcome = outcome
+        self.live.show_outcome(outcome)
+        self.take_button.hide()
+        self.progress.hide()
+        self.again_button.show()
+        self.send_button.setVisible(outcome.can_submit and self.session.queue is not None)
+        self._set_step(3 if outcome.can_submit else 1)
+
+    @Slot()
+    def _on_send(self) -> None:
+        outcome = self.outcome
+        if outcome is None or not outcome.can_submit or outcome.record is None:
+            return
+        self.session.submit(outcome.record.id)
+        self.outcome = None
+        self.session.pause_live()
+        self.live.clear_for_next_patient()
+        self.pages.setCurrentWidget(self.thanks_page)
+        self.thanks_timer.start()
+
+    @Slot()
+    def _on_try_again(self) -> None:
+        self.outcome = None
+        self.live.back_to_live()
+        self.session.resume_live()
+        self._show_live_controls()
+
+    # ---- idle reset ------------------------------------------------------------------------
+    def _on_activity(self) -> None:
+        self.idle_timer.start()
+
+    @Slot()
+    def _on_idle_timeout(self) -> None:
+        if self.pages.currentWidget() is not self.welcome_page or self.code_edit.text():
+            logger.info("kiosk idle: clearing the screen for the next patient")
+            self.reset_for_next_patient()
+        self.idle_timer.start()
+
+    @Slot()
+    def reset_for_next_patient(self) -> None:
+        """Forget everything about the current patient on screen and show the welcome page."""
+        self.thanks_timer.stop()
+        self.outcome = None
+        self.code_edit.clear()
+        self.pin_pad.entry.clear()
+        self.live.clear_for_next_patient("")
+        self.session.pause_live()
+        self.pages.setCurrentWidget(self.welcome_page)
+        self.resets += 1
+
+    # ---- leaving (staff PIN) ---------------------------------------------------------------
+    @Slot()
+    def _on_staff(self) -> None:
+        self._page_before_pin = self.pages.currentWidget()
+        self.pin_pad.entry.clear()
+        self.pin_pad.message.setText("Staff PIN to leave the kiosk")
+        self.pages.setCurrentWidget(self.pin_pad)
+
+    @Slot()
+    def _on_pin_cancel(self) -> None:
+        self.pin_pad.entry.clear()
+        self.pages.setCurrentWidget(getattr(self, "_page_before_pin", self.welcome_page))
+
+    @Slot()
+    def _on_pin_ok(self) -> None:
+        now = time.monotonic()
+        if now < self.locked_until:
+            wait = round(self.locked_until - now)
+            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {wait} s.")
+            self.pin_pad.entry.clear()
+            return
+        pin = self.pin_pad.entry.text()
+        self.pin_pad.entry.clear()
+        if self.settings.check_kiosk_pin(pin):
+            self.failed_pin_attempts = 0
+            self.unlocked = True
+            self.close()
+            return
+        self.failed_pin_attempts += 1
+        if self.failed_pin_attempts >= MAX_PIN_ATTEMPTS:
+            self.failed_pin_attempts = 0
+            self.locked_until = now + PIN_LOCKOUT_S
+            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {PIN_LOCKOUT_S:.0f} s.")
+        else:
+            self.pin_pad.message.setText("Wrong PIN. Try again.")
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            event.accept()  # Escape must not leave full screen or close the kiosk
+            return
+        super().keyPressEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.unlocked:
+            event.ignore()
+            self._on_staff()
+            return
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._activity)
+        self.idle_timer.stop()
+        self.thanks_timer.stop()
+        self.closed_cleanly = self.session.shutdown()
+        if self.services.store is not None:
+            self.services.store.close()
+        event.accept()

@@ -1,0 +1,397 @@
+"""Workers that keep the GUI thread free: camera capture, inference, submission.
+
+Each worker is a QObject moved to its own QThread. Frames travel through one-slot "latest wins"
+mailboxes (``core.mailbox.LatestSlot``): the camera never waits for anyone, the preview shows the
+newest frame, and the inference worker scores the newest frame when it is ready. Results come
+back by queued signals; only GUI-thread slots touch widgets. Shutdown is a stop flag, then
+``quit()`` and ``wait()`` on the thread, never ``terminate()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from desktop_app.core.capture import CaptureContext, process_capture
+from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
+from desktop_app.core.inference import QualityEngine, QualityResult
+from desktop_app.core.mailbox import LatestSlot
+from desktop_app.core.model_meta import ModelContractError
+from desktop_app.core.storage import CaptureStore
+from desktop_app.core.submission import SubmissionQueue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreviewFrame:
+    """A frame plus its copy for display, already scaled to the view: uint8 ``[h, w, 4]`` in
+    BGRX byte order (Qt's RGB32: painted without a per-frame format conversion)."""
+
+    frame: Frame
+    display_bgrx: np.ndarray
+
+
+@dataclass(frozen=True)
+class LiveScore:
+    """A live frame's result; ``frame_size`` (width, height) of the frame it was computed on."""
+
+    frame_index: int
+    frame_size: tuple[int, int]
+    frame_timestamp: float
+    result: QualityResult
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """A still to score on the capture grid and store (``encoded``: a hot-folder file's bytes)."""
+
+    image: np.ndarray
+    colour_order: str
+    context: CaptureContext
+    source: str
+    encoded: bytes | None
+    requested_at: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    name: str
+    version: str
+    precision: str
+    provider: str
+    threshold: float
+    load_ms: float
+    reason_names: tuple[str, ...]
+
+
+class DisplaySize:
+    """The preview's target size in pixels, written by the GUI thread, read by the camera thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._size = (0, 0)
+
+    def set(self, width: int, height: int) -> None:
+        with self._lock:
+            self._size = (max(0, width), max(0, height))
+
+    def get(self) -> tuple[int, int]:
+        with self._lock:
+            return self._size
+
+
+def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
+    """Largest (w, h) with the aspect ratio of ``width x height`` that fits the box."""
+    if box_w <= 0 or box_h <= 0:
+        return (width, height)
+    scale = min(box_w / width, box_h / height)
+    return (max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+class CameraWorker(QObject):
+    """Reads a source in a loop on its thread.
+
+    Live frames go to the preview mailbox (scaled to the view and converted to RGB here, off the
+    GUI thread) and, unless paused, to the inference mailbox. Hot-folder files are captures and go
+    out through ``sig_capture_frame``.
+    """
+
+    sig_preview_ready = Signal()
+    sig_inference_ready = Signal()
+    sig_capture_frame = Signal(object)  # Frame
+    sig_status = Signal(str, bool)  # message, ok
+    sig_problem = Signal(str)  # a file that could not be read (the source goes on)
+
+    def __init__(
+        self,
+        source: FrameSource,
+        preview_slot: LatestSlot[PreviewFrame],
+        inference_slot: LatestSlot[Frame],
+        display_size: DisplaySize,
+        retry_interval_s: float = 1.0,
+        live_interval_s: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if hasattr(source, "on_problem"):
+            source.on_problem = self.sig_problem.emit
+        self.source = ResilientSource(source, self.sig_status.emit, retry_interval_s)
+        self.preview_slot = preview_slot
+        self.inference_slot = inference_slot
+        self.display_size = display_size
+        self.inference_paused = threading.Event()
+        self._stop = threading.Event()
+        self._latest_lock = threading.Lock()
+        self._latest: Frame | None = None
+        # The gate needs a few results a second, not one per frame: feeding the model at most
+        # every ``live_interval_s`` leaves CPU to the preview on small machines.
+        self.live_interval_s = live_interval_s
+        self._last_live_put = 0.0
+
+    def latest_frame(self) -> Frame | None:
+        """The newest full-resolution live frame (thread-safe)."""
+        with self._latest_lock:
+            return self._latest
+
+    def request_stop(self) -> None:
+        """Ask the loop to end (any thread); the owner then calls ``quit()`` and ``wait()``."""
+        self._stop.set()
+        self.source.interrupt()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self.source.open()
+            while not self._stop.is_set():
+                try:
+                    frame = self.source.read()
+                except Exception:  # a source bug must not kill the thread silently
+                    logger.exception("reading %s failed", self.source.name)
+                    self.sig_status.emit(f"{self.source.name} failed; trying again.", False)
+                    self._stop.wait(1.0)
+                    continue
+                if frame is None:
+                    continue
+                if frame.is_capture:
+                    self.sig_capture_frame.emit(frame)
+                    continue
+                self._publish(frame)
+        finally:
+            self.source.close()
+
+    def _publish(self, frame: Frame) -> None:
+        with self._latest_lock:
+            self._latest = frame
+        box_w, box_h = self.display_size.get()
+        w, h = fit_size(frame.width, frame.height, box_w, box_h)
+        image = frame.image
+        if (w, h) != (frame.width, frame.height):
+            interp = cv2.INTER_AREA if w < frame.width else cv2.INTER_LINEAR
+            image = cv2.resize(image, (w, h), interpolation=interp)
+        code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
+        display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
+        if self.preview_slot.put(PreviewFrame(frame, display)):
+            self.sig_preview_ready.emit()
+        if self.inference_paused.is_set():
+            return
+        if frame.timestamp - self._last_live_put < self.live_interval_s:
+            return
+        self._last_live_put = frame.timestamp
+        if self.inference_slot.put(frame):
+            self.sig_inference_ready.emit()
+
+
+class InferenceWorker(QObject):
+    """Owns the quality engine; scores the newest live frame, captures and gallery images."""
+
+    sig_model_ready = Signal(object)  # ModelInfo
+    sig_model_failed = Signal(str)
+    sig_live_scored = Signal(object)  # LiveScore
+    sig_capture_done = Signal(object)  # CaptureOutcome
+    sig_image_scored = Signal(str, object)  # key, QualityResult | None
+
+    def __init__(self, inference_slot: LatestSlot[Frame], store: CaptureStore | None) -> None:
+        super().__init__()
+        self.inference_slot = inference_slot
+        self.store = store
+        self.engine: QualityEngine | None = None
+        self.stopping = False
+        self.live_scored = 0
+        self.live_cancelled = 0
+        self._live_run_lock = threading.Lock()
+        self._live_run: Any = None  # onnxruntime.RunOptions of the live run in progress
+
+    @Slot(str, str, bool)
+    def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
+        self.engine = None
+        try:
+            engine = QualityEngine(Path(path), providers=provider, memory_arena=not low_memory)
+        except ModelContractError as exc:
+            self.sig_model_failed.emit(str(exc))
+            return
+        except Exception as exc:  # onnxruntime may raise anything on a broken install
+            logger.exception("model load failed")
+            self.sig_model_failed.emit(f"The model could not be loaded ({exc}).")
+            return
+        self.engine = engine
+        meta = engine.meta
+        self.sig_model_ready.emit(
+            ModelInfo(
+                path=Path(path),
+                name=meta.model_name,
+                version=meta.model_version,
+                precision=meta.precision,
+                provider=engine.provider,
+                threshold=engine.threshold,
+                load_ms=engine.load_ms,
+                reason_names=tuple(meta.reason_names),
+            ),
+        )
+
+    @Slot()
+    def _on_unload_model(self) -> None:
+        self.engine = None
+
+    @Slot()
+    def _on_frame_available(self) -> None:
+        frame = self.inference_slot.take()
+        if frame is None or self.engine is None or self.stopping:
+            return
+        import onnxruntime as ort
+
+        run = ort.RunOptions()
+        with self._live_run_lock:
+            self._live_run = run
+        try:
+            result = self.engine.score(
+                frame.image, grid="live", colour_order=frame.colour_order, run_options=run
+            )
+        except Exception:
+            if run.terminate:
+                self.live_cancelled += 1  # a capture asked for the CPU: not an error
+            else:
+                logger.exception("live scoring failed")
+            return
+        finally:
+            with self._live_run_lock:
+                self._live_run = None
+        self.live_scored += 1
+        self.sig_live_scored.emit(
+            LiveScore(frame.index, (frame.width, frame.height), frame.timestamp, result),
+        )
+
+    def cancel_live(self) -> None:
+        """Abort the live scoring in progress, if any (any thread): a capture goes first."""
+        with self._live_run_lock:
+            if self._live_run is not None:
+                self._live_run.terminate = True
+
+    @Slot(object)
+    def _on_capture(self, request: CaptureRequest) -> None:
+        outcome = process_capture(
+            self.engine,
+            self.store,
+            request.image,
+            "BGR" if request.colour_order == "BGR" else "RGB",
+            request.context,
+            request.source,
+            request.encoded,
+        )
+        elapsed = (time.monotonic() - request.requested_at) * 1000.0
+        self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
+
+    @Slot(str, object)
+    def _on_score_image(self, key: str, image_rgb: np.ndarray) -> None:
+        if self.engine is None or self.stopping:
+            self.sig_image_scored.emit(key, None)
+            return
+        try:
+            result = self.engine.score(image_rgb, grid="capture")
+        except Exception:
+            logger.exception("scoring %s failed", key)
+            result = None
+        self.sig_image_scored.emit(key, result)
+
+
+class SubmissionWorker(QObject):
+    """Runs ``SubmissionQueue.process_pending`` passes in its thread when asked.
+
+    The periodic ask comes from a timer in the GUI thread (no timer lives in this thread, so
+    nothing thread-bound outlives the thread); ``busy`` lets the asker skip a tick while a slow
+    pass (an unreachable server) is still running.
+    """
+
+    sig_status = Signal(object)  # QueueStatus
+    sig_error = Signal(str)
+
+    def __init__(self, queue: SubmissionQueue) -> None:
+        super().__init__()
+        self.queue = queue
+        self.stopping = False
+        self.busy = threading.Event()
+
+    @Slot(str)
+    def _on_enqueue(self, capture_id: str) -> None:
+        try:
+            self.queue.enqueue(capture_id)
+        except Exception as exc:
+            logger.exception("enqueue %s failed", capture_id)
+            self.sig_error.emit(str(exc))
+        self._on_tick()
+
+    @Slot()
+    def _on_tick(self) -> None:
+        if self.stopping:
+            return
+        self.busy.set()
+        try:
+            status = self.queue.process_pending()
+        except Exception as exc:  # the queue must never take the app down
+            logger.exception("submission pass failed")
+            self.sig_error.emit(f"Sending failed: {exc}")
+            return
+        finally:
+            self.busy.clear()
+        self.sig_status.emit(status)
+
+
+def lower_current_thread_priority(niceness: int) -> None:
+    """Run the calling thread (and threads it creates later, such as onnxruntime's pool) at a
+    lower CPU priority, so that on a small machine the GUI thread is served first (Linux only:
+    nice values are per thread there)."""
+    if not sys.platform.startswith("linux") or niceness <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+    except OSError as exc:
+        logger.debug("cannot lower thread priority: %s", exc)
+
+
+class WorkerThread:
+    """A QThread with one worker moved onto it; :meth:`stop` is flag + ``quit()`` + ``wait()``.
+
+    ``niceness`` > 0 lowers the thread's CPU priority as it starts (see
+    :func:`lower_current_thread_priority`).
+    """
+
+    def __init__(self, worker: QObject, name: str, niceness: int = 0) -> None:
+        self.worker = worker
+        self.thread = QThread()
+        self.thread.setObjectName(name)
+        worker.moveToThread(self.thread)
+        if niceness > 0:
+            self.thread.started.connect(
+                lambda: lower_current_thread_priority(niceness),
+                Qt.ConnectionType.DirectConnection,
+            )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout_ms: int = 10_000) -> bool:
+        """Stop cleanly; True when the thread has finished within ``timeout_ms``."""
+        if hasattr(self.worker, "request_stop"):
+            self.worker.request_stop()
+        if hasattr(self.worker, "stopping"):
+            self.worker.stopping = True
+        self.thread.quit()
+        finished = bool(self.thread.wait(timeout_ms))
+        if not finished:
+            logger.error(
+                "thread %s did not finish within %d ms", self.thread.objectName(), timeout_ms
+            )
+        return finished
