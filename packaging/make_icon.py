@@ -17,7 +17,11 @@ def draw_icon(size: int = 256) -> Image.Image:
     d.ellipse((c - lr - s // 20, c - lr, c + lr - s // 20, c + lr), fill=(110, 62, 45, 255))
     w = s // 18
     d.line(
-        [(int(s * 0.55), int(s * 0.72)), (int(s * 0.66), int(s * 0.83)), (int(s * 0.86), int(s * 0.58))],
+        [
+            (int(s * 0.55), int(s * 0.72)),
+            (int(s * 0.66), int(s * 0.83)),
+            (int(s * 0.86), int(s * 0.58)),
+        ],
         fill=(255, 255, 255, 255),
         width=w,
         joint="curve",

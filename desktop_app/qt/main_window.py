@@ -620,6 +620,41 @@ def _close_on_signals(app: QApplication, window: QWidget) -> None:
     timer.start(250)
 
 
+def _log_first_frame(window: QWidget) -> None:
+    """Log once when the first preview frame arrives (start-up time for support and smoke tests)."""
+    import time
+
+    started = time.perf_counter()
+    session: CaptureSession = window.session  # type: ignore[attr-defined]
+
+    def _on_first_preview(_frame: object) -> None:
+        logger.info("first frame after %.2f s", time.perf_counter() - started)
+        session.sig_preview.disconnect(_on_first_preview)
+
+    session.sig_preview.connect(_on_first_preview)
+
+
+def _exit_after_env_delay(app: QApplication, window: QWidget) -> None:
+    """``SKIN_CAPTURE_EXIT_AFTER_MS``: close normally after that long (smoke tests of bundles)."""
+    raw = os.environ.get("SKIN_CAPTURE_EXIT_AFTER_MS", "")
+    if not raw.strip():
+        return
+    try:
+        delay_ms = max(0, int(raw))
+    except ValueError:
+        logger.warning("ignoring SKIN_CAPTURE_EXIT_AFTER_MS=%r (not a number)", raw)
+        return
+
+    def _on_timeout() -> None:
+        logger.info("SKIN_CAPTURE_EXIT_AFTER_MS reached: closing")
+        if hasattr(window, "unlocked"):
+            window.unlocked = True
+        window.close()
+        app.quit()
+
+    QTimer.singleShot(delay_ms, window, _on_timeout)
+
+
 def make_window(services: AppServices, kiosk: bool) -> QWidget:
     if kiosk:
         from desktop_app.qt.kiosk import KioskWindow
@@ -655,6 +690,8 @@ def run_app(args: argparse.Namespace) -> int:
     else:
         window.show()
     _close_on_signals(app, window)
+    _log_first_frame(window)
+    _exit_after_env_delay(app, window)
     if services.store_error:
         QMessageBox.critical(
             window,
