@@ -21,6 +21,7 @@ import logging
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,7 +257,8 @@ def quantize_int8(
     pre.unlink(missing_ok=True)
 
 
-def onnx_scores(path: Path, bags: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The ``score`` output for each (patches, positions) bag."""
     session = _session(path)
     return np.array(
         [float(session.run(["score"], {"patches": p, "positions": q})[0][0]) for p, q in bags]
@@ -305,6 +307,14 @@ def export_run(
     labels = dataset.labels()[val_idx]
     tiling = config.tiling()
 
+    def iter_bags(indices: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Tiled lazily, so a large validation split is never held in memory at once."""
+        for i in tqdm(indices, desc="scoring", disable=not progress, leave=False):
+            patches, positions, _, _ = tile_image(
+                dataset.images[i].path, config.patch_size, tiling.capture
+            )
+            yield patches, positions
+
     def bags_for(
         indices: list[int], grid_name: str = "capture"
     ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -327,8 +337,7 @@ def export_run(
             raise ExportCheckError(
                 f"ONNX fp32 differs from PyTorch by {max_diff:.3g} (> {tol:g}); not written"
             )
-        val_bags = bags_for(val_idx)
-        scores_fp32 = onnx_scores(fp32_tmp, val_bags)
+        scores_fp32 = onnx_scores(fp32_tmp, iter_bags(val_idx))
         auc_fp32 = roc_auc(labels, scores_fp32)
         extra: dict[str, Any] = {
             "onnx_vs_torch_max_abs_diff": max_diff,
@@ -346,7 +355,7 @@ def export_run(
                 reduce_range=reduce_range,
                 fp32_first_convs=fp32_first_convs,
             )
-            scores_int8 = onnx_scores(int8_tmp, val_bags)
+            scores_int8 = onnx_scores(int8_tmp, iter_bags(val_idx))
             auc_int8 = roc_auc(labels, scores_int8)
             drop = auc_fp32 - auc_int8
             score_diff = float(np.max(np.abs(scores_fp32 - scores_int8)))
