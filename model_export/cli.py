@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="8-bit weights (default 7-bit reduce_range: safe without VNNI)",
     )
 
+    export.add_argument(
+        "--fp32-first-convs", type=int, default=0, help="keep the first K convolutions in fp32"
+    )
+
     compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
     config_args(compare)
     compare.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -198,6 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_check_images=args.max_check_images,
             int8=not args.no_int8,
             reduce_range=not args.full_range,
+            fp32_first_convs=args.fp32_first_convs,
             progress=progress,
         )
         print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
