@@ -23,18 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-# The contract's reason names (desktop_app.core.model_meta.REASON_NAMES_V1), repeated here so that
-# the data builder needs no app import; a test checks they agree.
-REASONS: tuple[str, ...] = (
-    "blur",
-    "motion",
-    "dark",
-    "bright",
-    "colour",
-    "framing",
-    "distance",
-    "noise",
-)
+from desktop_app.core.model_meta import REASON_NAMES_V1
+
+# The contract's canonical reason names (one source of truth: the model metadata schema).
+REASONS: tuple[str, ...] = REASON_NAMES_V1
 
 # rated/ratings.csv has 12 finer reason columns; each maps onto one canonical reason.
 RATED_REASON_MAP: dict[str, str] = {
