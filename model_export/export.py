@@ -399,7 +399,7 @@ def export_run(
             torch_tmp,
         )
         card_tmp = tmp / f"{name}-model-card.md"
-        card_tmp.write_text(model_card(meta, report, payload, extra), encoding="utf-8")
+        card_tmp.write_text(model_card(meta, report, payload, extra, name), encoding="utf-8")
         for f in (fp32_tmp, int8_tmp, torch_tmp, card_tmp):
             if f is not None:
                 shutil.move(str(f), out / f.name)
@@ -441,7 +441,11 @@ def data_licences(config: TrainConfig, summary: dict[str, Any]) -> list[str]:
 
 
 def model_card(
-    meta: ModelMeta, report: dict[str, Any], payload: dict[str, Any], checks: dict[str, Any]
+    meta: ModelMeta,
+    report: dict[str, Any],
+    payload: dict[str, Any],
+    checks: dict[str, Any],
+    file_stem: str | None = None,
 ) -> str:
     """Markdown model card: data, method, metrics with CIs, intended use, limits, licences."""
     config = TrainConfig.from_dict(payload["config"])
@@ -483,7 +487,8 @@ def model_card(
         f"# Model card: {meta.model_name} {meta.model_version}",
         "",
         f"Created {meta.created_utc} by `skin-capture-model export`. Files: "
-        f"`{meta.model_name}-fp32.onnx`, `{meta.model_name}-int8.onnx` (same metadata, "
+        f"`{file_stem or meta.model_name}-fp32.onnx`, `{file_stem or meta.model_name}-int8.onnx` "
+        "(same metadata, "
         "precision differs), this card.",
         "",
         "## Intended use",

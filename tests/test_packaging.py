@@ -89,3 +89,33 @@ def test_bundle_gui_starts_offscreen_on_demo_feed_and_exits_cleanly(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "first frame" in proc.stderr.lower(), proc.stderr[-3000:]
     assert elapsed < 60
+
+
+def test_bundle_ships_the_default_model(bundle: Path, tmp_path: Path) -> None:
+    if not (ROOT / "resources" / "models" / "default-int8.onnx").is_file():
+        pytest.skip("no default model in resources/models")
+    image = tmp_path / "photo.jpg"
+    rng = np.random.default_rng(11)
+    Image.fromarray(rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)).save(image)
+    env = _bundle_env()
+    env.pop("SKIN_CAPTURE_MODEL", None)
+    frozen = subprocess.run(
+        [str(bundle), "score", "--json", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert frozen.returncode == 0, frozen.stderr
+    assert "default-int8.onnx" in frozen.stderr
+    installed = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "score", "--json", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr
+    a, b = json.loads(frozen.stdout), json.loads(installed.stdout)
+    assert a["score"] == b["score"] and a["decision"] == b["decision"]

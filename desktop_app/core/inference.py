@@ -140,10 +140,11 @@ class QualityEngine:
             self._output_names.append(io.output_reasons)
         self.load_ms = (time.perf_counter() - t0) * 1000.0
         logger.info(
-            "Loaded model %s %s (%s) with %s in %.0f ms",
+            "Loaded model %s %s (%s) from %s with %s in %.0f ms",
             self.meta.model_name,
             self.meta.model_version,
             self.meta.precision,
+            self.model_path.name,
             self.provider,
             self.load_ms,
         )
