@@ -248,8 +248,14 @@ def test_camera_that_disappears_gives_message_and_recovers(
 
 
 def test_missing_model_starts_with_clear_message_and_submit_off(
-    qtbot: QtBot, tmp_path: Path, sharp_folder: Path, open_window: Callable
+    qtbot: QtBot,
+    tmp_path: Path,
+    sharp_folder: Path,
+    open_window: Callable,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # no bundled default model either
+    monkeypatch.setenv("SKIN_CAPTURE_RESOURCES", str(tmp_path / "no-resources"))
     window = _staff_window(tmp_path, None, str(sharp_folder), open_window)
     qtbot.waitUntil(lambda: "No quality model" in window.live.banner_text, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.live.frame_view.frames_shown > 3, timeout=WAIT_MS)
@@ -479,3 +485,38 @@ def test_installed_pyside_keeps_reference_counts() -> None:
     from desktop_app.qt.compat import pyside_refcount_problem
 
     assert pyside_refcount_problem() == ""
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default-int8.onnx"
+REAL_PHOTO = "data/rated/images/cal-004.jpg"  # rated 5, 5, 5, 5 by the four raters
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.parametrize("blurred", [False, True], ids=["sharp", "blurred"])
+def test_default_model_gates_a_real_photo(
+    qtbot: QtBot,
+    tmp_path: Path,
+    shared_dir: Path,
+    open_window: Callable,
+    blurred: bool,
+) -> None:
+    """The shipped model on a real clinical photo (from ../shared): sharp passes, blur does not."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model in resources/models")
+    rgb = cv2.cvtColor(cv2.imread(str(shared_dir / REAL_PHOTO)), cv2.COLOR_BGR2RGB)
+    if blurred:
+        rgb = cv2.GaussianBlur(rgb, (0, 0), 5)
+    folder = _write_folder(tmp_path / "real", rgb)
+    window = _staff_window(tmp_path, DEFAULT_MODEL, str(folder), open_window)
+    _wait_live(qtbot, window)
+    _fill_patient(window)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=60_000)
+    outcome = window.outcome
+    assert outcome is not None and outcome.record is not None
+    if blurred:
+        assert not outcome.judgement.accepted and not window.submit_button.isEnabled()
+        assert "Hold steady / focus" in window.submit_reason.text()
+    else:
+        assert outcome.judgement.accepted and window.submit_button.isEnabled()
