@@ -61,11 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from desktop_app.core.resources import configure_logging
+
+    configure_logging(args.verbose)
     if args.command == "score":
         return cmd_score(args)
     if args.command == "bench":

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,3 +46,28 @@ def encode(image: np.ndarray, fmt: str, **kwargs: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image, "RGB").save(buf, fmt, **kwargs)
     return buf.getvalue()
+
+
+CRASH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "crash_test.py"
+
+
+def run_crash_script(workdir: Path, *args: str, timeout_s: float) -> tuple[dict[str, Any], int]:
+    """Run scripts/crash_test.py with ``args``; return its JSON report's totals and exit code."""
+    report = workdir / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(CRASH_SCRIPT),
+            *args,
+            "--workdir",
+            str(workdir / "work"),
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert report.exists(), proc.stderr[-3000:]
+    totals: dict[str, Any] = json.loads(report.read_text())
+    return totals, proc.returncode

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from orthanc_server import TEST_USER, OrthancServer, find_orthanc
-from store_helpers import make_info, smooth_image
+from store_helpers import make_info, run_crash_script, smooth_image
 
 from desktop_app.core.storage import CaptureStore
 from desktop_app.core.submission import (
@@ -24,7 +22,6 @@ from desktop_app.core.submission import (
 )
 
 pytestmark = pytest.mark.orthanc
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _start_server(workdir: Path) -> OrthancServer:
@@ -206,31 +203,12 @@ def test_crash_test_against_orthanc(tmp_path: Path) -> None:
     """SIGKILL the capture-and-submit process while it sends to Orthanc (15 kills)."""
     if isinstance(find_orthanc(), str):
         pytest.skip(f"needs Orthanc: {find_orthanc()}")
-    report = tmp_path / "report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "crash_test.py"),
-            "--iterations",
-            "15",
-            "--target",
-            "dicomweb",
-            "--seed",
-            "6",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--report",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    totals, returncode = run_crash_script(
+        tmp_path, "--iterations", "15", "--target", "dicomweb", "--seed", "6", timeout_s=120
     )
-    assert report.exists(), proc.stderr[-3000:]
-    totals = json.loads(report.read_text())
     assert totals["kills"] == 15
     assert totals["captures_lost"] == 0
     assert totals["duplicates"] == 0
     assert totals["inconsistencies"] == 0, totals["problems"][:5]
     assert totals["delivered"] > 0
-    assert proc.returncode == 0
+    assert returncode == 0
