@@ -25,8 +25,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.gating import GateState, GateView
 from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.main_window import AppServices
-from desktop_app.qt.session import CaptureSession
+from desktop_app.qt.main_window import AppServices, make_session, start_session
 
 logger = logging.getLogger(__name__)
 
@@ -147,17 +146,13 @@ class KioskWindow(QWidget):
         self.locked_until = 0.0
         self.resets = 0
 
-        self.session = CaptureSession(
-            services.store,
-            services.queue,
+        self.session = make_session(
+            services,
             self._capture_context,
-            auto_capture_hold_s=(
-                self.settings.auto_capture_hold_s if self.settings.auto_capture_kiosk else None
-            ),
-            submission_interval_s=self.settings.submission_interval_s,
+            self._capture_blocker,
+            auto_capture=self.settings.auto_capture_kiosk,
             parent=self,
         )
-        self.session.capture_blocker = self._capture_blocker
         self.pages = QStackedWidget()
         self._build_welcome()
         self._build_capture()
@@ -198,10 +193,7 @@ class KioskWindow(QWidget):
         self.session.sig_live.connect(self._on_live)
         self.session.sig_capture_refused.connect(self._on_capture_refused)
 
-        self.session.load_model(
-            services.model_path, self.settings.provider, self.settings.low_memory_inference
-        )
-        self.session.set_source(services.source)
+        start_session(self.session, services)
         self.session.pause_live()  # nothing is scored until a patient presses Start
         self.pages.setCurrentWidget(self.welcome_page)
         self.idle_timer.start()

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,35 @@ class AppServices:
     queue_error: str = ""
     source_note: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def make_session(
+    services: AppServices,
+    context_provider: Callable[[], CaptureContext],
+    capture_blocker: Callable[[], str],
+    auto_capture: bool,
+    parent: QWidget,
+) -> CaptureSession:
+    """The capture session a window runs (staff and kiosk differ only in auto-capture)."""
+    settings = services.settings
+    session = CaptureSession(
+        services.store,
+        services.queue,
+        context_provider,
+        auto_capture_hold_s=settings.auto_capture_hold_s if auto_capture else None,
+        submission_interval_s=settings.submission_interval_s,
+        parent=parent,
+    )
+    session.capture_blocker = capture_blocker
+    return session
+
+
+def start_session(session: CaptureSession, services: AppServices) -> None:
+    """Load the configured model and open the frame source (after the window's signals are
+    connected, so the first status messages reach it)."""
+    settings = services.settings
+    session.load_model(services.model_path, settings.provider, settings.low_memory_inference)
+    session.set_source(services.source)
 
 
 def resolve_model_path(explicit: Path | None, settings: AppSettings) -> Path | None:
@@ -150,23 +180,16 @@ class MainWindow(QMainWindow):
         self.closed_cleanly: bool | None = None
         self._frames_at_last_tick = 0
 
-        self.session = CaptureSession(
-            services.store,
-            services.queue,
+        self.session = make_session(
+            services,
             self._capture_context,
-            auto_capture_hold_s=(
-                self.settings.auto_capture_hold_s if self.settings.auto_capture_staff else None
-            ),
-            submission_interval_s=self.settings.submission_interval_s,
+            self._capture_blocker,
+            auto_capture=self.settings.auto_capture_staff,
             parent=self,
         )
-        self.session.capture_blocker = self._capture_blocker
         self._build_ui()
         self._connect()
-        self.session.load_model(
-            services.model_path, self.settings.provider, self.settings.low_memory_inference
-        )
-        self.session.set_source(services.source)
+        start_session(self.session, services)
         if services.source_note:
             self.statusBar().showMessage(services.source_note, 10_000)
         self._update_buttons()
