@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
 
 from model_export_helpers import write_config, write_dataset  # noqa: E402
 
@@ -22,6 +23,7 @@ from desktop_app.core.tiling import (  # noqa: E402
 )
 from model_export.cli import main  # noqa: E402
 from model_export.config import load_config  # noqa: E402
+from model_export.streaming import is_streamed  # noqa: E402
 from model_export.train import load_checkpoint, model_from_checkpoint, train  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -99,6 +101,8 @@ def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
             assert result.accepted == (result.score >= engine.threshold)
     int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", providers="cpu")
     assert int8.meta.precision == "int8" and int8.threshold == engine.threshold
+    for name in ("tiny-fp32.onnx", "tiny-int8.onnx"):  # both shipped graphs stream the trunk
+        assert is_streamed(onnx.load(str(exported / "export" / name)))
     assert abs(int8.score(wide).score - engine.score(wide).score) < 0.05
 
 
