@@ -93,8 +93,9 @@ class AppSettings:
     resolution: tuple[int, int] | None = (1280, 720)
     model_path: str = ""
     provider: str = "auto"
-    # onnxruntime's memory arena off: memory bounded over a long session, scoring slower
-    low_memory_inference: bool = True
+    # onnxruntime's memory arena off: slower checks. Off by default since exported models run
+    # their trunk patch by patch (small arena); useful for older one-pass models.
+    low_memory_inference: bool = False
     auto_capture_staff: bool = False
     auto_capture_kiosk: bool = True
     auto_capture_hold_s: float = 1.5

@@ -166,6 +166,8 @@ class CaptureSession(QObject):
         worker.sig_problem.connect(self.sig_source_problem)
         if self.showing_capture or self.capture_busy:
             worker.inference_paused.set()
+        if self.capture_busy:
+            worker.capture_hold.set()
         self._camera_worker = worker
         self._camera = thread
         self.gate.reset()
@@ -247,6 +249,7 @@ class CaptureSession(QObject):
         self.last_capture_request_at = time.monotonic()
         if self._camera_worker is not None:
             self._camera_worker.inference_paused.set()
+            self._camera_worker.capture_hold.set()
         self.inference_slot.clear()
         self._inference_worker.cancel_live()
         self._sig_capture.emit(
@@ -258,6 +261,8 @@ class CaptureSession(QObject):
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
         self.capture_busy = False
+        if self._camera_worker is not None:
+            self._camera_worker.capture_hold.clear()
         self.showing_capture = True
         self.sig_capture_done.emit(outcome)
 

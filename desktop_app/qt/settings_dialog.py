@@ -88,7 +88,8 @@ class SettingsDialog(QDialog):
             self.provider_combo.model().item(2).setEnabled(False)  # type: ignore[attr-defined]
         self.low_memory_check = QCheckBox("Release model memory after each check")
         self.low_memory_check.setToolTip(
-            "Keeps the app's memory small over a long day; checks take about a third longer."
+            "Returns the model's working memory after every check; checks take about a third "
+            "longer. Only needed for models exported without trunk streaming (one-pass trunk)."
         )
         self.low_memory_check.setChecked(self._settings.low_memory_inference)
         model_form.addRow("Model file", model_row)

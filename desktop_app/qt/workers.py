@@ -107,6 +107,10 @@ class CameraWorker(QObject):
     Live frames go to the preview mailbox (scaled to the view and converted to RGB here, off the
     GUI thread) and, unless paused, to the inference mailbox. Hot-folder files are captures and go
     out through ``sig_capture_frame``.
+
+    ``capture_hold``: while a capture is being checked the source is not read at all (the preview
+    holds still on the captured moment, as a camera's does), so the capture's scoring has the CPU
+    to itself on a small machine. A source's frames or files wait for the next read.
     """
 
     sig_preview_ready = Signal()
@@ -132,6 +136,7 @@ class CameraWorker(QObject):
         self.inference_slot = inference_slot
         self.display_size = display_size
         self.inference_paused = threading.Event()
+        self.capture_hold = threading.Event()
         self._stop = threading.Event()
         self._latest_lock = threading.Lock()
         self._latest: Frame | None = None
@@ -155,6 +160,9 @@ class CameraWorker(QObject):
         try:
             self.source.open()
             while not self._stop.is_set():
+                if self.capture_hold.is_set():
+                    self._stop.wait(0.01)
+                    continue
                 try:
                     frame = self.source.read()
                 except Exception:  # a source bug must not kill the thread silently
