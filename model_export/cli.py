@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--no-int8", action="store_true", help="export fp32 only")
     export.add_argument(
+        "--reason-thresholds",
+        type=Path,
+        help="JSON {reason: threshold} from 'reason-f1 --tune-on val --save-thresholds'",
+    )
+    export.add_argument(
         "--stream-chunk",
         type=int,
         default=1,
@@ -231,6 +236,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             reduce_range=not args.full_range,
             fp32_first_convs=args.fp32_first_convs,
             stream_chunk=args.stream_chunk,
+            reason_thresholds=(
+                json.loads(args.reason_thresholds.read_text(encoding="utf-8"))
+                if args.reason_thresholds
+                else None
+            ),
             progress=progress,
         )
         print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")

@@ -261,6 +261,23 @@ def quantize_int8(
     pre.unlink(missing_ok=True)
 
 
+def fold_reason_thresholds(
+    model: PatchMILQualityNet, reason_names: list[str], thresholds: dict[str, float]
+) -> None:
+    """Shift each reason's logit by -logit(t_r): the exported output is then >= 0.5 exactly when
+    the trained probability is >= t_r (the app decides at 0.5). Reasons not named keep 0.5."""
+    head = model.head.reason_head
+    unknown = set(thresholds) - set(reason_names)
+    if head is None or unknown:
+        raise ExportCheckError(f"reason thresholds for unknown reasons: {sorted(unknown)}")
+    with torch.no_grad():
+        for i, name in enumerate(reason_names):
+            t = float(thresholds.get(name, 0.5))
+            if not 0.0 < t < 1.0:
+                raise ExportCheckError(f"reason threshold for {name} must be in (0, 1), not {t}")
+            head.bias[i] -= math.log(t / (1.0 - t))
+
+
 def write_streamed(source: Path, target: Path, chunk: int) -> None:
     """Rewrite ``source`` so its trunk runs ``chunk`` patches per pass (see
     :mod:`model_export.streaming`) and save it, metadata kept, to ``target`` (may be ``source``)."""
@@ -290,11 +307,14 @@ def export_run(
     reduce_range: bool = True,
     fp32_first_convs: int = 0,
     stream_chunk: int = 1,
+    reason_thresholds: dict[str, float] | None = None,
     progress: bool = True,
 ) -> ExportResult:
     """Export a run (evaluating it first when ``eval/report.json`` is missing).
 
     ``stream_chunk``: patches per trunk pass in the shipped graphs (0: one pass over the bag).
+    ``reason_thresholds``: per-reason decision thresholds (from ``reason-f1 --tune-on val``)
+    folded into the reason outputs, so that the app's 0.5 cut-off applies each one.
     """
     from tqdm import tqdm
 
@@ -313,6 +333,8 @@ def export_run(
     out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     model = model_from_checkpoint(payload).cpu().eval()
+    if reason_thresholds:
+        fold_reason_thresholds(model, payload["reason_names"], reason_thresholds)
     dataset = load_eval_dataset(run_dir, config, payload["reason_names"], [])
     val_idx = dataset.split_indices("val")
     train_idx = dataset.split_indices("train")
@@ -365,6 +387,8 @@ def export_run(
             "val_auc_onnx_fp32": auc_fp32,
             "trunk_patches_per_pass": stream_chunk or "whole bag",
         }
+        if reason_thresholds:
+            extra["reason_thresholds"] = dict(reason_thresholds)
         int8_tmp: Path | None = None
         auc_int8: float | None = None
         if int8:
@@ -508,6 +532,14 @@ def model_card(
     else:
         int8_line = "- no int8 model was exported."
     per_pass = checks.get("trunk_patches_per_pass", "whole bag")
+    tuned = checks.get("reason_thresholds")
+    reason_line = (
+        "- reason outputs: each reason's F1-best threshold on validation "
+        f"({', '.join(f'{k} {v:.2f}' for k, v in tuned.items())}) is folded into its output, "
+        "so 0.5 is every reason's decision point."
+        if tuned
+        else "- reason outputs: probabilities, decided at 0.5."
+    )
     streaming_line = (
         f"- the trunk runs {per_pass} patch(es) per pass inside an ONNX Loop (same results, a "
         "fraction of the activation memory); the checks above ran on these files."
@@ -584,6 +616,7 @@ def model_card(
         f"{checks['onnx_vs_torch_max_abs_diff']:.2e}.",
         int8_line,
         streaming_line,
+        reason_line,
         "",
         "## Limits",
         "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,15 @@ def _labels(row: dict[str, str]) -> dict[str, int] | None:
 
 
 def reason_f1(
-    scores_csv: Path, dataset_csvs: list[Path], threshold: float = 0.5
+    scores_csv: Path,
+    dataset_csvs: list[Path],
+    threshold: float | Mapping[str, float] = 0.5,
 ) -> dict[str, dict[str, Any]]:
-    """F1, precision, recall and support per split and reason (decision: probability >= 0.5)."""
+    """F1, precision, recall and support per split and reason (decision: probability >=
+    ``threshold``, one for all reasons or one per reason)."""
+    per_reason_threshold = (
+        dict(threshold) if isinstance(threshold, Mapping) else dict.fromkeys(REASONS, threshold)
+    )
     labels: dict[str, dict[str, int]] = {}
     for dataset_csv in dataset_csvs:
         with dataset_csv.open(newline="") as f:
@@ -46,7 +53,7 @@ def reason_f1(
                 column = f"reason_{reason}"
                 if column not in row:
                     continue
-                pred = int(float(row[column]) >= threshold)
+                pred = int(float(row[column]) >= per_reason_threshold.get(reason, 0.5))
                 tp_fp_fn = per_split.setdefault(reason, [0, 0, 0])
                 tp_fp_fn[0] += int(pred and truth)
                 tp_fp_fn[1] += int(pred and not truth)
@@ -59,6 +66,7 @@ def reason_f1(
             recall = tp / (tp + fn) if tp + fn else float("nan")
             f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
             report[split][reason] = {
+                "threshold": per_reason_threshold.get(reason, 0.5),
                 "f1": f1,
                 "precision": precision,
                 "recall": recall,
@@ -67,14 +75,33 @@ def reason_f1(
     return report
 
 
+def tune_thresholds(
+    scores_csv: Path, dataset_csvs: list[Path], split: str = "val"
+) -> dict[str, float]:
+    """Per reason, the decision threshold with the best F1 on ``split`` (grid 0.05 ... 0.95; ties
+    go to the threshold nearest 0.5). Report F1 on another split: on ``split`` it is optimistic."""
+    grid = [round(0.05 * k, 2) for k in range(1, 20)]
+    best: dict[str, tuple[tuple[float, float], float]] = {}  # reason -> ((F1, -|t - 0.5|), t)
+    for t in grid:
+        for reason, m in reason_f1(scores_csv, dataset_csvs, t).get(split, {}).items():
+            key = (m["f1"] if m["f1"] == m["f1"] else -1.0, -abs(t - 0.5))  # NaN F1 ranks last
+            if reason not in best or key > best[reason][0]:
+                best[reason] = (key, t)
+    return {reason: t for reason, (_key, t) in best.items()}
+
+
 def format_table(report: dict[str, dict[str, Any]]) -> str:
-    lines = ["| split | reason | F1 | precision | recall | support |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| split | reason | threshold | F1 | precision | recall | support |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for split, per_reason in sorted(report.items()):
         for reason in REASONS:
             if reason in per_reason:
                 m = per_reason[reason]
                 lines.append(
-                    f"| {split} | {reason} | {m['f1']:.3f} | {m['precision']:.3f} | "
+                    f"| {split} | {reason} | {m['threshold']:.2f} | {m['f1']:.3f} | "
+                    f"{m['precision']:.3f} | "
                     f"{m['recall']:.3f} | {m['support']} |"
                 )
     return "\n".join(lines)
@@ -87,11 +114,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, required=True, help="run folder (evaluated)")
     parser.add_argument("--csv", type=Path, nargs="+", required=True, help="dataset CSVs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--tune-on",
+        metavar="SPLIT",
+        help="choose each reason's threshold for best F1 on this split (e.g. val) instead of 0.5",
+    )
+    parser.add_argument(
+        "--save-thresholds", type=Path, help="write the tuned thresholds as JSON (for export)"
+    )
     parser.set_defaults(func=_run)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = reason_f1(args.run / "eval" / "scores.csv", list(args.csv))
+    scores = args.run / "eval" / "scores.csv"
+    thresholds: float | dict[str, float] = 0.5
+    if args.tune_on:
+        thresholds = tune_thresholds(scores, list(args.csv), args.tune_on)
+        if args.save_thresholds:
+            args.save_thresholds.write_text(json.dumps(thresholds, indent=2), encoding="utf-8")
+    report = reason_f1(scores, list(args.csv), thresholds)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0 if report else 1
