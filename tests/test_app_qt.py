@@ -226,6 +226,12 @@ def test_gallery_override_confirm_delete_and_export(
     assert ratings[f"capture:{ids[0]}"] == "4" and ratings[f"capture:{ids[1]}"] == "2"
     assert all((out.parent / r["image"]).is_file() for r in rows)
     assert rows[0]["blur"] in ("0", "1")
+    # photos are decoded in a worker; one damaged on disk gets a message, not a crash
+    store.get(ids[1]).image_path.write_bytes(b"not a photo any more")
+    gallery._show_record(store.get(ids[1]))
+    assert gallery.view._placeholder == "Loading the photo…"
+    qtbot.waitUntil(lambda: "damaged" in gallery.view._placeholder, timeout=WAIT_MS)
+    assert gallery.current_image is None and not gallery.full_size_button.isEnabled()
 
 
 def test_camera_that_disappears_gives_message_and_recovers(

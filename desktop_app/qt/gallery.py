@@ -218,6 +218,7 @@ class GalleryWidget(QWidget):
         self.reject_button.clicked.connect(self._on_confirm_reject)
         self.delete_button.clicked.connect(self._on_delete)
         session.sig_image_scored.connect(self._on_image_scored)
+        session.sig_image_loaded.connect(self._on_image_loaded)
         self._update_actions()
 
     def set_unavailable(self, message: str) -> None:
@@ -331,19 +332,9 @@ class GalleryWidget(QWidget):
             self.details.setText("")
             self._update_actions()
             return
-        try:
-            self.current_image = self.store.load_image(record.id)
-        except (StorageError, KeyError) as exc:
-            self.view.clear_image(str(exc))
-        else:
-            self.view.set_image(self.current_image)
-            if record.id in self._heat_cache:
-                self.view.set_heat(self._heat_cache[record.id])
-            else:
-                self.view.set_heat(None)
-                if self.overlay_check.isChecked():
-                    self.session.score_image(record.id, self.current_image)
-        self.view.set_overlay_visible(self.overlay_check.isChecked())
+        self.view.clear_image("Loading the photo…")
+        wants_heat = self.overlay_check.isChecked() and record.id not in self._heat_cache
+        self.session.load_image(record.id, wants_heat)
         self.details.setText(self._details_text(record))
         self._update_actions()
 
@@ -375,6 +366,20 @@ class GalleryWidget(QWidget):
         if record.problem:
             lines.append(f"Problem: {record.problem}")
         return "<br>".join(lines)
+
+    @Slot(str, object, str)
+    def _on_image_loaded(self, capture_id: str, image: np.ndarray | None, error: str) -> None:
+        record = self.current
+        if record is None or record.id != capture_id:
+            return  # the reviewer has moved on
+        if image is None:
+            self.view.clear_image(error)
+        else:
+            self.current_image = image
+            self.view.set_image(image)
+            self.view.set_heat(self._heat_cache.get(capture_id))
+            self.view.set_overlay_visible(self.overlay_check.isChecked())
+        self._update_actions()
 
     @Slot(str, object)
     def _on_image_scored(self, key: str, result: QualityResult | None) -> None:

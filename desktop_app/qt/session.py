@@ -49,12 +49,14 @@ class CaptureSession(QObject):
     sig_queue_status = Signal(object)  # QueueStatus
     sig_queue_error = Signal(str)
     sig_image_scored = Signal(str, object)  # key, QualityResult | None
+    sig_image_loaded = Signal(str, object, str)  # capture id, RGB image | None, error message
 
     # requests into the worker threads (queued connections)
     _sig_load_model = Signal(str, str, bool)
     _sig_unload_model = Signal()
     _sig_capture = Signal(object)
     _sig_score_image = Signal(str, object)
+    _sig_load_image = Signal(str, bool)
     _sig_enqueue = Signal(str)
     _sig_process_queue = Signal()
 
@@ -95,11 +97,13 @@ class CaptureSession(QObject):
         self._sig_unload_model.connect(w._on_unload_model)
         self._sig_capture.connect(w._on_capture)
         self._sig_score_image.connect(w._on_score_image)
+        self._sig_load_image.connect(w._on_load_image)
         w.sig_model_ready.connect(self._on_model_ready)
         w.sig_model_failed.connect(self._on_model_failed)
         w.sig_live_scored.connect(self._on_live_scored)
         w.sig_capture_done.connect(self._on_capture_done)
         w.sig_image_scored.connect(self.sig_image_scored)
+        w.sig_image_loaded.connect(self.sig_image_loaded)
         self._inference.start()
 
         self._submission: WorkerThread | None = None
@@ -281,6 +285,11 @@ class CaptureSession(QObject):
             self._camera_worker.inference_paused.clear()
 
     # ---- gallery scoring and submission ----------------------------------------------------
+    def load_image(self, capture_id: str, score: bool) -> None:
+        """Decode a stored capture in the inference thread (``sig_image_loaded``), then score it
+        when ``score`` (``sig_image_scored``)."""
+        self._sig_load_image.emit(capture_id, score)
+
     def score_image(self, key: str, image_rgb: np.ndarray) -> None:
         """Score an image on the capture grid in the inference thread (``sig_image_scored``)."""
         self._sig_score_image.emit(key, image_rgb)

@@ -28,7 +28,7 @@ from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
 from desktop_app.core.inference import QualityEngine, QualityResult
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.storage import CaptureStore, StorageError
 from desktop_app.core.submission import SubmissionQueue
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ class InferenceWorker(QObject):
     sig_live_scored = Signal(object)  # LiveScore
     sig_capture_done = Signal(object)  # CaptureOutcome
     sig_image_scored = Signal(str, object)  # key, QualityResult | None
+    sig_image_loaded = Signal(str, object, str)  # capture id, RGB image | None, error message
 
     def __init__(self, inference_slot: LatestSlot[Frame], store: CaptureStore | None) -> None:
         super().__init__()
@@ -299,6 +300,23 @@ class InferenceWorker(QObject):
         )
         elapsed = (time.monotonic() - request.requested_at) * 1000.0
         self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
+
+    @Slot(str, bool)
+    def _on_load_image(self, capture_id: str, score: bool) -> None:
+        """Decode a stored photo here, not in the GUI thread (a 12 MP JPEG takes a few hundred
+        ms); then, if asked, score it for the heat map (``sig_image_scored``)."""
+        if self.store is None:
+            self.sig_image_loaded.emit(capture_id, None, "The capture store is not available.")
+            return
+        try:
+            image = self.store.load_image(capture_id)
+        except (StorageError, KeyError) as exc:
+            message = str(exc) if isinstance(exc, StorageError) else "This capture was deleted."
+            self.sig_image_loaded.emit(capture_id, None, message)
+            return
+        self.sig_image_loaded.emit(capture_id, image, "")
+        if score:
+            self._on_score_image(capture_id, image)
 
     @Slot(str, object)
     def _on_score_image(self, key: str, image_rgb: np.ndarray) -> None:
