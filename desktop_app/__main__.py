@@ -1,3 +1,3 @@
-from desktop_app.cli import entry
+from desktop_app.cli import main
 
-raise SystemExit(entry())
+raise SystemExit(main())

@@ -75,15 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_app(args)
 
 
-def entry() -> int:
-    """The ``skin-capture`` console script: :func:`main` in a process whose allocator uses huge
-    pages (see :mod:`desktop_app.core.hugepages`; re-executes once on Linux)."""
-    from desktop_app.core.hugepages import reexec_with_hugepages
-
-    reexec_with_hugepages()
-    return main()
-
-
 def resolve_model(path: Path | None) -> Path | None:
     from desktop_app.core.inference import default_model_path
 
@@ -149,4 +140,4 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(entry())
+    raise SystemExit(main())
