@@ -126,6 +126,7 @@ class GalleryWidget(QWidget):
         self.current: CaptureRecord | None = None
         self.current_image: np.ndarray | None = None
         self._heat_cache: dict[str, HeatMap | None] = {}
+        self._load_request = 0  # numbers photo loads; only the newest answer is shown
         self._thumb_cache: dict[str, QIcon] = {}
         self._thumb_queue: list[str] = []
         self._stale = True
@@ -334,7 +335,8 @@ class GalleryWidget(QWidget):
             return
         self.view.clear_image("Loading the photo…")
         wants_heat = self.overlay_check.isChecked() and record.id not in self._heat_cache
-        self.session.load_image(record.id, wants_heat)
+        self._load_request += 1
+        self.session.load_image(record.id, self._load_request, wants_heat)
         self.details.setText(self._details_text(record))
         self._update_actions()
 
@@ -367,11 +369,13 @@ class GalleryWidget(QWidget):
             lines.append(f"Problem: {record.problem}")
         return "<br>".join(lines)
 
-    @Slot(str, object, str)
-    def _on_image_loaded(self, capture_id: str, image: np.ndarray | None, error: str) -> None:
+    @Slot(str, int, object, str)
+    def _on_image_loaded(
+        self, capture_id: str, request: int, image: np.ndarray | None, error: str
+    ) -> None:
         record = self.current
-        if record is None or record.id != capture_id:
-            return  # the reviewer has moved on
+        if record is None or record.id != capture_id or request != self._load_request:
+            return  # the reviewer has moved on (or asked again since)
         if image is None:
             self.view.clear_image(error)
         else:

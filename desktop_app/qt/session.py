@@ -49,14 +49,14 @@ class CaptureSession(QObject):
     sig_queue_status = Signal(object)  # QueueStatus
     sig_queue_error = Signal(str)
     sig_image_scored = Signal(str, object)  # key, QualityResult | None
-    sig_image_loaded = Signal(str, object, str)  # capture id, RGB image | None, error message
+    sig_image_loaded = Signal(str, int, object, str)  # capture id, request, RGB | None, error
 
     # requests into the worker threads (queued connections)
     _sig_load_model = Signal(str, str, bool)
     _sig_unload_model = Signal()
     _sig_capture = Signal(object)
     _sig_score_image = Signal(str, object)
-    _sig_load_image = Signal(str, bool)
+    _sig_load_image = Signal(str, int, bool)
     _sig_enqueue = Signal(str)
     _sig_process_queue = Signal()
 
@@ -285,10 +285,11 @@ class CaptureSession(QObject):
             self._camera_worker.inference_paused.clear()
 
     # ---- gallery scoring and submission ----------------------------------------------------
-    def load_image(self, capture_id: str, score: bool) -> None:
-        """Decode a stored capture in the inference thread (``sig_image_loaded``), then score it
-        when ``score`` (``sig_image_scored``)."""
-        self._sig_load_image.emit(capture_id, score)
+    def load_image(self, capture_id: str, request: int, score: bool) -> None:
+        """Decode a stored capture in the inference thread (``sig_image_loaded``, which carries
+        ``request`` back so that the asker can drop stale answers), then score it when ``score``
+        (``sig_image_scored``)."""
+        self._sig_load_image.emit(capture_id, request, score)
 
     def score_image(self, key: str, image_rgb: np.ndarray) -> None:
         """Score an image on the capture grid in the inference thread (``sig_image_scored``)."""

@@ -209,7 +209,7 @@ class InferenceWorker(QObject):
     sig_live_scored = Signal(object)  # LiveScore
     sig_capture_done = Signal(object)  # CaptureOutcome
     sig_image_scored = Signal(str, object)  # key, QualityResult | None
-    sig_image_loaded = Signal(str, object, str)  # capture id, RGB image | None, error message
+    sig_image_loaded = Signal(str, int, object, str)  # capture id, request, RGB | None, error
 
     def __init__(self, inference_slot: LatestSlot[Frame], store: CaptureStore | None) -> None:
         super().__init__()
@@ -261,6 +261,7 @@ class InferenceWorker(QObject):
         import onnxruntime as ort
 
         run = ort.RunOptions()
+        run.log_severity_level = 4  # a capture cancelling this run is not an error to log
         with self._live_run_lock:
             self._live_run = run
         try:
@@ -301,20 +302,22 @@ class InferenceWorker(QObject):
         elapsed = (time.monotonic() - request.requested_at) * 1000.0
         self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
 
-    @Slot(str, bool)
-    def _on_load_image(self, capture_id: str, score: bool) -> None:
+    @Slot(str, int, bool)
+    def _on_load_image(self, capture_id: str, request: int, score: bool) -> None:
         """Decode a stored photo here, not in the GUI thread (a 12 MP JPEG takes a few hundred
         ms); then, if asked, score it for the heat map (``sig_image_scored``)."""
         if self.store is None:
-            self.sig_image_loaded.emit(capture_id, None, "The capture store is not available.")
+            self.sig_image_loaded.emit(
+                capture_id, request, None, "The capture store is not available."
+            )
             return
         try:
             image = self.store.load_image(capture_id)
         except (StorageError, KeyError) as exc:
             message = str(exc) if isinstance(exc, StorageError) else "This capture was deleted."
-            self.sig_image_loaded.emit(capture_id, None, message)
+            self.sig_image_loaded.emit(capture_id, request, None, message)
             return
-        self.sig_image_loaded.emit(capture_id, image, "")
+        self.sig_image_loaded.emit(capture_id, request, image, "")
         if score:
             self._on_score_image(capture_id, image)
 
