@@ -40,10 +40,14 @@ def test_unknown_reason_gets_readable_fallback() -> None:
     assert "lens_smudge" not in REASON_GUIDANCE
 
 
-def test_top_reason_picks_most_likely_above_floor_and_breaks_ties_by_priority() -> None:
+def test_top_reason_is_the_cause_to_fix_first_among_those_that_fire() -> None:
     assert top_reason({"blur": 0.4, "dark": 0.3}) is None
-    assert top_reason({"blur": 0.6, "dark": 0.9}) == "dark"
+    assert top_reason({"blur": 0.6, "dark": 0.9}) == "blur"
+    # a defocused photo also sets off framing: the guidance is about focus
+    assert top_reason({"framing": 0.99, "blur": 0.95, "distance": 0.34}) == "blur"
+    assert top_reason({"framing": 0.7, "dark": 0.4}) == "framing"
     assert top_reason({"colour": 0.7, "motion": 0.7}) == "motion"
+    assert top_reason({"odd_a": 0.6, "odd_b": 0.8}) == "odd_b"  # unknown names: higher output
 
 
 def test_gate_turns_good_only_above_threshold_plus_margin_and_leaves_below_minus() -> None:

@@ -30,7 +30,9 @@ REASON_GUIDANCE: dict[str, str] = {
     "obstruction": "Clear the view of the skin",
     "compression": "Check the camera's image quality setting",
 }
-# When two reasons are equally likely, the one a user can fix most directly comes first.
+# Among the reasons that fire, the one to fix first: the model's reason outputs are per-reason
+# decisions at 0.5 (each reason's tuned threshold is folded in at export), not probabilities to
+# compare, and the causes come first: a blurred or dark photo also sets off framing or noise.
 REASON_PRIORITY: tuple[str, ...] = (
     "motion",
     "blur",
@@ -65,13 +67,14 @@ def _priority(reason: str) -> int:
 
 
 def top_reason(reasons: Mapping[str, float], min_probability: float = 0.5) -> str | None:
-    """The most likely reason at or above ``min_probability`` (ties broken by priority)."""
+    """The reason to fix first among those at or above ``min_probability`` (by
+    :data:`REASON_PRIORITY`; equal priority, e.g. unknown names: the higher output)."""
     candidates = [
-        (p, -_priority(name), name) for name, p in reasons.items() if p >= min_probability
+        (_priority(name), -p, name) for name, p in reasons.items() if p >= min_probability
     ]
     if not candidates:
         return None
-    return max(candidates)[2]
+    return min(candidates)[2]
 
 
 class GateState(enum.Enum):
@@ -258,7 +261,7 @@ def judge_capture(
     named = tuple(
         sorted(
             (n for n, p in reasons.items() if p >= min_probability),
-            key=lambda n: (-reasons[n], _priority(n)),
+            key=lambda n: (_priority(n), -reasons[n]),
         )
     )
     if score >= threshold:
