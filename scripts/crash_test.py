@@ -194,6 +194,7 @@ def verify(
     root: Path,
     saved: set[str],
     deleted: set[str],
+    deleting: set[str],
     verified: set[str],
     deliveries: Deliveries,
     totals: Totals,
@@ -213,6 +214,10 @@ def verify(
         records = {r.id: r for r in store.list()}
         for cid in saved - deleted:
             record = records.get(cid)
+            if record is None and cid in deleting:
+                # killed mid-delete: the restart finished the deletion the reviewer asked for
+                deleted.add(cid)
+                continue
             if record is None:
                 totals.captures_lost += 1
                 problems.append(f"LOST: capture {cid} acknowledged as saved has no row")
@@ -353,6 +358,7 @@ def run_parent(args: argparse.Namespace) -> Totals:
     deliveries = Deliveries(args.target, outbox, orthanc)
     saved: set[str] = set()
     deleted: set[str] = set()
+    deleting: set[str] = set()  # asked to delete, not acknowledged: may be there or not
     verified: set[str] = set()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
     started = time.monotonic()
@@ -395,9 +401,11 @@ def run_parent(args: argparse.Namespace) -> Totals:
                 word, _, cid = line.partition(" ")
                 if word == "SAVED":
                     saved.add(cid)
+                elif word == "DELETING":
+                    deleting.add(cid)
                 elif word == "DELETED":
                     deleted.add(cid)
-            verify(root, saved, deleted, verified, deliveries, totals)
+            verify(root, saved, deleted, deleting, verified, deliveries, totals)
             if args.verbose or (i + 1) % 25 == 0:
                 logger.info(
                     "%d/%d kills, %d saved, %d lost, %d duplicates, %d problems (%.0f s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,38 @@ def test_fifty_random_kills_lose_nothing_and_deliver_once(tmp_path: Path) -> Non
     assert totals["saved_acknowledged"] >= 50
     assert totals["delivered"] >= 20
     assert returncode == 0
+
+
+def test_a_capture_killed_mid_delete_counts_as_deleted_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's bookkeeping: a capture whose deletion had started ('DELETING' printed, no
+    'DELETED') may be gone after the restart finishes that deletion; that is not a lost photo."""
+    import importlib.util
+
+    from store_helpers import CRASH_SCRIPT, make_info, smooth_image
+
+    from desktop_app.core.storage import CaptureStore
+
+    spec = importlib.util.spec_from_file_location("crash_test_script", CRASH_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    crash = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, crash)  # dataclasses look the module up
+    spec.loader.exec_module(crash)
+    root = tmp_path / "store"
+    store = CaptureStore(root)
+    kept = store.add(smooth_image(seed=1), make_info()).id
+    gone = store.add(smooth_image(seed=2), make_info()).id
+    store.delete(gone, "dr-test")
+    store.close()
+    deliveries = crash.Deliveries("outbox", tmp_path / "outbox", None)
+    (tmp_path / "outbox").mkdir()
+
+    totals = crash.Totals()
+    deleted: set[str] = set()
+    crash.verify(root, {kept, gone}, deleted, {gone}, set(), deliveries, totals)
+    assert totals.captures_lost == 0 and deleted == {gone}
+
+    totals = crash.Totals()  # without the DELETING line the same state is a lost capture
+    crash.verify(root, {kept, gone}, set(), set(), set(), deliveries, totals)
+    assert totals.captures_lost == 1
