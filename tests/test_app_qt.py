@@ -526,3 +526,24 @@ def test_default_model_gates_a_real_photo(
         assert "Hold steady / focus" in window.submit_reason.text()
     else:
         assert outcome.judgement.accepted and window.submit_button.isEnabled()
+
+
+def test_gallery_says_when_the_heat_map_comes_from_another_model(
+    qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
+) -> None:
+    from store_helpers import make_info
+
+    window = _staff_window(tmp_path, test_model_path, str(sharp_folder), open_window)
+    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    store = window.services.store
+    assert store is not None
+    image = render_skin(120, 160, seed=3)
+    old = store.add(image, make_info(model_version="0.9-old", accepted=False, score=0.2)).id
+    gallery = window.gallery
+    window.tabs.setCurrentWidget(gallery)
+    gallery.refresh()
+    qtbot.waitUntil(lambda: gallery.select(old), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: gallery.view.heat is not None, timeout=WAIT_MS)
+    message = gallery.action_message.text()
+    assert "0.9-old" in message and window.session.model_info is not None
+    assert window.session.model_info.version in message

@@ -126,6 +126,7 @@ class GalleryWidget(QWidget):
         self.current: CaptureRecord | None = None
         self.current_image: np.ndarray | None = None
         self._heat_cache: dict[str, HeatMap | None] = {}
+        self._heat_model: dict[str, str] = {}  # capture id -> model version that drew its map
         self._load_request = 0  # numbers photo loads; only the newest answer is shown
         self._thumb_cache: dict[str, QIcon] = {}
         self._thumb_queue: list[str] = []
@@ -383,6 +384,7 @@ class GalleryWidget(QWidget):
             self.view.set_image(image)
             self.view.set_heat(self._heat_cache.get(capture_id))
             self.view.set_overlay_visible(self.overlay_check.isChecked())
+            self._note_heat_model(record)
         self._update_actions()
 
     @Slot(str, object)
@@ -391,10 +393,24 @@ class GalleryWidget(QWidget):
         if result is not None:
             heat = HeatMap.from_result(result.layout, result.patch_scores, result.threshold)
         self._heat_cache[key] = heat
+        if result is not None:
+            self._heat_model[key] = result.model_version
         if self.current is not None and self.current.id == key:
             self.view.set_heat(heat)
             if heat is None and self.overlay_check.isChecked():
                 self.action_message.setText("No heat map: no quality model is loaded.")
+            else:
+                self._note_heat_model(self.current)
+
+    def _note_heat_model(self, record: CaptureRecord) -> None:
+        """The map is drawn by the model loaded now; say so when the photo was judged by another
+        (its stored score and reasons are the capture-time ones)."""
+        drawn_by = self._heat_model.get(record.id)
+        judged_by = record.info.model_version
+        if drawn_by and judged_by and drawn_by != judged_by:
+            self.action_message.setText(
+                f"Heat map from model {drawn_by}; this photo was checked with model {judged_by}."
+            )
 
     @Slot(bool)
     def _on_overlay_toggled(self, visible: bool) -> None:
