@@ -25,16 +25,12 @@ def _labels(row: dict[str, str]) -> dict[str, int] | None:
         return None
 
 
-def reason_f1(
-    scores_csv: Path,
-    dataset_csvs: list[Path],
-    threshold: float | Mapping[str, float] = 0.5,
-) -> dict[str, dict[str, Any]]:
-    """F1, precision, recall and support per split and reason (decision: probability >=
-    ``threshold``, one for all reasons or one per reason)."""
-    per_reason_threshold = (
-        dict(threshold) if isinstance(threshold, Mapping) else dict.fromkeys(REASONS, threshold)
-    )
+# split -> reason -> [(reason output, true label)]
+ReasonPairs = dict[str, dict[str, list[tuple[float, int]]]]
+
+
+def load_reason_pairs(scores_csv: Path, dataset_csvs: list[Path]) -> ReasonPairs:
+    """Each scored image's reason outputs paired with its 0/1 reason labels, per split."""
     labels: dict[str, dict[str, int]] = {}
     for dataset_csv in dataset_csvs:
         with dataset_csv.open(newline="") as f:
@@ -42,31 +38,41 @@ def reason_f1(
                 lab = _labels(row)
                 if lab is not None:
                     labels[str((dataset_csv.parent / row["image"]).resolve())] = lab
-    counts: dict[str, dict[str, list[int]]] = {}
+    pairs: ReasonPairs = {}
     with scores_csv.open(newline="") as f:
         for row in csv.DictReader(f):
             lab = labels.get(str(Path(row["image"]).resolve()))
             if lab is None:
                 continue
-            per_split = counts.setdefault(row["split"], {})
+            per_split = pairs.setdefault(row["split"], {})
             for reason, truth in lab.items():
                 column = f"reason_{reason}"
-                if column not in row:
-                    continue
-                pred = int(float(row[column]) >= per_reason_threshold.get(reason, 0.5))
-                tp_fp_fn = per_split.setdefault(reason, [0, 0, 0])
-                tp_fp_fn[0] += int(pred and truth)
-                tp_fp_fn[1] += int(pred and not truth)
-                tp_fp_fn[2] += int(truth and not pred)
+                if column in row:
+                    per_split.setdefault(reason, []).append((float(row[column]), truth))
+    return pairs
+
+
+def f1_table(
+    pairs: ReasonPairs, threshold: float | Mapping[str, float] = 0.5
+) -> dict[str, dict[str, Any]]:
+    """F1, precision, recall and support per split and reason (decision: output >=
+    ``threshold``, one for all reasons or one per reason; 0.5 for a reason not named)."""
+    per_reason_threshold = (
+        dict(threshold) if isinstance(threshold, Mapping) else dict.fromkeys(REASONS, threshold)
+    )
     report: dict[str, dict[str, Any]] = {}
-    for split, per_reason in counts.items():
+    for split, per_reason in pairs.items():
         report[split] = {}
-        for reason, (tp, fp, fn) in per_reason.items():
+        for reason, items in per_reason.items():
+            t = per_reason_threshold.get(reason, 0.5)
+            tp = sum(1 for p, truth in items if p >= t and truth)
+            fp = sum(1 for p, truth in items if p >= t and not truth)
+            fn = sum(1 for p, truth in items if p < t and truth)
             precision = tp / (tp + fp) if tp + fp else float("nan")
             recall = tp / (tp + fn) if tp + fn else float("nan")
             f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
             report[split][reason] = {
-                "threshold": per_reason_threshold.get(reason, 0.5),
+                "threshold": t,
                 "f1": f1,
                 "precision": precision,
                 "recall": recall,
@@ -75,19 +81,34 @@ def reason_f1(
     return report
 
 
-def tune_thresholds(
-    scores_csv: Path, dataset_csvs: list[Path], split: str = "val"
-) -> dict[str, float]:
+def reason_f1(
+    scores_csv: Path,
+    dataset_csvs: list[Path],
+    threshold: float | Mapping[str, float] = 0.5,
+) -> dict[str, dict[str, Any]]:
+    """:func:`f1_table` of a run's ``scores.csv`` against the dataset CSVs' reason labels."""
+    return f1_table(load_reason_pairs(scores_csv, dataset_csvs), threshold)
+
+
+def best_thresholds(pairs: ReasonPairs, split: str = "val") -> dict[str, float]:
     """Per reason, the decision threshold with the best F1 on ``split`` (grid 0.05 ... 0.95; ties
     go to the threshold nearest 0.5). Report F1 on another split: on ``split`` it is optimistic."""
+    on_split = {split: pairs.get(split, {})}
     grid = [round(0.05 * k, 2) for k in range(1, 20)]
     best: dict[str, tuple[tuple[float, float], float]] = {}  # reason -> ((F1, -|t - 0.5|), t)
     for t in grid:
-        for reason, m in reason_f1(scores_csv, dataset_csvs, t).get(split, {}).items():
+        for reason, m in f1_table(on_split, t)[split].items():
             key = (m["f1"] if m["f1"] == m["f1"] else -1.0, -abs(t - 0.5))  # NaN F1 ranks last
             if reason not in best or key > best[reason][0]:
                 best[reason] = (key, t)
     return {reason: t for reason, (_key, t) in best.items()}
+
+
+def tune_thresholds(
+    scores_csv: Path, dataset_csvs: list[Path], split: str = "val"
+) -> dict[str, float]:
+    """:func:`best_thresholds` for a run's ``scores.csv`` and the dataset CSVs."""
+    return best_thresholds(load_reason_pairs(scores_csv, dataset_csvs), split)
 
 
 def format_table(report: dict[str, dict[str, Any]]) -> str:
@@ -101,8 +122,7 @@ def format_table(report: dict[str, dict[str, Any]]) -> str:
                 m = per_reason[reason]
                 lines.append(
                     f"| {split} | {reason} | {m['threshold']:.2f} | {m['f1']:.3f} | "
-                    f"{m['precision']:.3f} | "
-                    f"{m['recall']:.3f} | {m['support']} |"
+                    f"{m['precision']:.3f} | {m['recall']:.3f} | {m['support']} |"
                 )
     return "\n".join(lines)
 
@@ -127,12 +147,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    scores = args.run / "eval" / "scores.csv"
+    pairs = load_reason_pairs(args.run / "eval" / "scores.csv", list(args.csv))
     thresholds: float | dict[str, float] = 0.5
     if args.tune_on:
-        thresholds = tune_thresholds(scores, list(args.csv), args.tune_on)
+        thresholds = best_thresholds(pairs, args.tune_on)
         if args.save_thresholds:
             args.save_thresholds.write_text(json.dumps(thresholds, indent=2), encoding="utf-8")
-    report = reason_f1(scores, list(args.csv), thresholds)
+    report = f1_table(pairs, thresholds)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0 if report else 1
