@@ -47,7 +47,7 @@ from model_export.evaluate import evaluate_run, load_eval_dataset
 from model_export.features import tile_image
 from model_export.metrics import roc_auc
 from model_export.model import PatchMILQualityNet
-from model_export.streaming import stream_trunk
+from model_export.streaming import write_streamed
 from model_export.train import TrainingError, load_checkpoint, model_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -202,18 +202,43 @@ def compare_with_torch(
     return worst
 
 
-class _PatchReader:
-    """onnxruntime calibration reader: one bag (``patches``, ``positions``) per image."""
+def _quantize_convs_qdq(
+    fp32_path: Path,
+    int8_path: Path,
+    feeds: Iterable[dict[str, np.ndarray]],
+    reduce_range: bool = True,
+    exclude: list[str] | None = None,
+) -> None:
+    """The one int8 recipe: static QDQ, convolutions only (except ``exclude``), per-channel int8
+    weights, uint8 activations, min-max calibration on ``feeds`` (one graph input dict each)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
-    def __init__(self, bags: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self._iter = iter(bags)
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(feeds)
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        bag = next(self._iter, None)
-        return None if bag is None else {"patches": bag[0], "positions": bag[1]}
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
 
-    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
-        pass
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        nodes_to_exclude=exclude or [],
+        calibrate_method=CalibrationMethod.MinMax,
+        per_channel=True,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def quantize_int8(
@@ -226,37 +251,17 @@ def quantize_int8(
     """Static QDQ int8 (convolutions only, except the first ``fp32_first_convs``), min-max
     calibrated on real patch bags. (Percentile / entropy calibration keep every activation of
     every calibration image in memory: > 22 GB for 32 images of 6 patches, so not offered.)"""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.inner = _PatchReader(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return self.inner.get_next()
 
     pre = int8_path.with_name(int8_path.stem + "-pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
     convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
-    quantize_static(
-        str(pre),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
-        nodes_to_exclude=convs[:fp32_first_convs],
-        calibrate_method=CalibrationMethod.MinMax,
-        per_channel=True,
+    _quantize_convs_qdq(
+        pre,
+        int8_path,
+        ({"patches": patches, "positions": positions} for patches, positions in calibration),
         reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        exclude=convs[:fp32_first_convs],
     )
     pre.unlink(missing_ok=True)
 
@@ -276,14 +281,6 @@ def fold_reason_thresholds(
             if not 0.0 < t < 1.0:
                 raise ExportCheckError(f"reason threshold for {name} must be in (0, 1), not {t}")
             head.bias[i] -= math.log(t / (1.0 - t))
-
-
-def write_streamed(source: Path, target: Path, chunk: int) -> None:
-    """Rewrite ``source`` so its trunk runs ``chunk`` patches per pass (see
-    :mod:`model_export.streaming`) and save it, metadata kept, to ``target`` (may be ``source``)."""
-    streamed = stream_trunk(onnx.load(str(source)), chunk)
-    onnx.checker.check_model(streamed)
-    onnx.save(streamed, str(target))
 
 
 def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -385,7 +382,7 @@ def export_run(
         extra: dict[str, Any] = {
             "onnx_vs_torch_max_abs_diff": max_diff,
             "val_auc_onnx_fp32": auc_fp32,
-            "trunk_patches_per_pass": stream_chunk or "whole bag",
+            "trunk_patches_per_pass": stream_chunk,  # 0: the whole bag in one pass
         }
         if reason_thresholds:
             extra["reason_thresholds"] = dict(reason_thresholds)
@@ -531,7 +528,7 @@ def model_card(
         )
     else:
         int8_line = "- no int8 model was exported."
-    per_pass = checks.get("trunk_patches_per_pass", "whole bag")
+    per_pass = int(checks.get("trunk_patches_per_pass", 0))
     tuned = checks.get("reason_thresholds")
     reason_line = (
         "- reason outputs: each reason's F1-best threshold on validation "
@@ -543,7 +540,7 @@ def model_card(
     streaming_line = (
         f"- the trunk runs {per_pass} patch(es) per pass inside an ONNX Loop (same results, a "
         "fraction of the activation memory); the checks above ran on these files."
-        if isinstance(per_pass, int)
+        if per_pass > 0
         else "- the trunk runs over the whole bag in one pass."
     )
     lines = [
@@ -632,29 +629,6 @@ def model_card(
 
 
 def quantize_trunk_int8_for_speed(fp32_path: Path, int8_path: Path, patches: np.ndarray) -> None:
-    """int8 QDQ copy of a trunk-only ONNX (input ``patches``), for speed measurements."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"patches": patches}])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
-    quantize_static(
-        str(fp32_path),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
-        per_channel=True,
-        reduce_range=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
+    """int8 QDQ copy of a trunk-only ONNX (input ``patches``), for speed measurements: the same
+    recipe as the shipped int8 model."""
+    _quantize_convs_qdq(fp32_path, int8_path, [{"patches": patches}])

@@ -248,6 +248,14 @@ def stream_trunk(
     return out_model
 
 
+def write_streamed(source: Path, target: Path, chunk: int) -> None:
+    """Rewrite the model file ``source`` with :func:`stream_trunk` and save it, metadata kept, to
+    ``target`` (may be ``source``)."""
+    streamed = stream_trunk(onnx.load(str(source)), chunk)
+    onnx.checker.check_model(streamed)
+    onnx.save(streamed, str(target))
+
+
 def stream_model_file(
     source: Path,
     target: Path,
@@ -271,14 +279,12 @@ def stream_model_file(
     from desktop_app.core.inference import QualityEngine
     from desktop_app.core.tiling import patch_positions
 
-    streamed = stream_trunk(onnx.load(str(source)), chunk)
-    onnx.checker.check_model(streamed)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        onnx.save(streamed, str(tmp))
+        write_streamed(source, tmp, chunk)
         original = QualityEngine(source, providers="cpu")
         candidate = QualityEngine(tmp, providers="cpu")
         int8 = original.meta.precision == "int8"
