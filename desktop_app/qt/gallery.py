@@ -392,9 +392,8 @@ class GalleryWidget(QWidget):
         heat = None
         if result is not None:
             heat = HeatMap.from_result(result.layout, result.patch_scores, result.threshold)
-        self._heat_cache[key] = heat
-        if result is not None:
             self._heat_model[key] = result.model_version
+        self._heat_cache[key] = heat
         if self.current is not None and self.current.id == key:
             self.view.set_heat(heat)
             if heat is None and self.overlay_check.isChecked():
