@@ -342,8 +342,15 @@ def build(
     seed: int = 0,
     workers: int = 2,
     val_share: float = 0.2,
+    exclude_val_of: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset; returns the summary written to ``build_summary.json``."""
+    """Build the dataset; returns the summary written to ``build_summary.json``.
+
+    ``exclude_val_of``: an earlier build's folder. Images whose original shares a DermNet
+    condition or a source photo with that build's validation split are dropped after the build,
+    so this one can add training images to it (``--n-val 0``) without leaking into its
+    validation.
+    """
     started = time.perf_counter()
     shared_data = shared if (shared / "manifest.csv").exists() else shared / "data"
     out.mkdir(parents=True, exist_ok=True)
@@ -377,6 +384,11 @@ def build(
         for cohort, share in (("dermnet", DERMNET_SHARE), ("fuseg", 1 - DERMNET_SHARE)):
             chosen = [r for r in rows if r["split"] == split and r["cohort"] == cohort]
             kept.extend(chosen[: round(n * share)])
+    dropped_for_other_val = 0
+    if exclude_val_of is not None:
+        before = len(kept)
+        kept = [r for r in kept if not in_validation_of(exclude_val_of, r["source_path"])]
+        dropped_for_other_val = before - len(kept)
     kept_images = {r["image"] for r in kept}
     for r in rows:
         if r["image"] not in kept_images:
@@ -394,9 +406,36 @@ def build(
         "workers": min(workers, 2),
     }
     summary["excluded_rated_sources"] = len(excluded)
+    if exclude_val_of is not None:
+        summary["dropped_for_validation_of"] = {
+            "build": str(exclude_val_of),
+            "images": dropped_for_other_val,
+        }
     summary["val_dermnet_conditions"] = sorted({r["condition"] for r in pools["val"]["dermnet"]})
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+_OTHER_VALIDATION: dict[Path, tuple[set[str], set[str]]] = {}
+
+
+def in_validation_of(build_dir: Path, source_path: str) -> bool:
+    """True when ``source_path`` is a validation source of the build in ``build_dir``.
+
+    Same source photo, or (DermNet, split by condition) the same condition folder.
+    """
+    key = build_dir.resolve()
+    if key not in _OTHER_VALIDATION:
+        summary = json.loads((build_dir / "build_summary.json").read_text())
+        conditions = set(summary.get("val_dermnet_conditions", []))
+        with open(build_dir / "dataset.csv", newline="") as fh:
+            sources = {r["source_path"] for r in csv.DictReader(fh) if r["split"] == "val"}
+        _OTHER_VALIDATION[key] = (conditions, sources)
+    conditions, sources = _OTHER_VALIDATION[key]
+    parts = Path(source_path).parts
+    return source_path in sources or (
+        len(parts) >= 2 and parts[0] == "dermnet" and parts[1] in conditions
+    )
 
 
 def summarise(
@@ -479,6 +518,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--n-val", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes (at most 2)")
+    parser.add_argument(
+        "--exclude-val-of",
+        type=Path,
+        help="an earlier build: drop images whose source is in its validation split "
+        "(same photo or DermNet condition), to add training images to it",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -528,7 +573,15 @@ def add_sample_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = build(args.shared, args.out, args.n_train, args.n_val, args.seed, args.workers)
+    summary = build(
+        args.shared,
+        args.out,
+        args.n_train,
+        args.n_val,
+        args.seed,
+        args.workers,
+        exclude_val_of=args.exclude_val_of,
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "screened_out_sources"}, indent=2))
     return 0
 

@@ -87,3 +87,20 @@ def test_small_build_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
         assert image.shape == source.shape
         assert all(1 <= int(row[f"rater_{i}"]) <= 5 for i in range(1, 5))
     assert summary["n_images"] == len(rows)
+
+
+def test_extension_build_keeps_out_of_the_other_builds_validation(tmp_path: Path) -> None:
+    other = tmp_path / "first"
+    other.mkdir()
+    (other / "build_summary.json").write_text('{"val_dermnet_conditions": ["psoriasis"]}')
+    with open(other / "dataset.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "split", "source_path"])
+        writer.writeheader()
+        writer.writerow({"image": "a.jpg", "split": "val", "source_path": "fuseg/images/v1.png"})
+        writer.writerow({"image": "b.jpg", "split": "train", "source_path": "fuseg/images/t1.png"})
+    assert build_data.in_validation_of(other, "dermnet/psoriasis/p7.jpg")
+    assert build_data.in_validation_of(other, "fuseg/images/v1.png")
+    assert not build_data.in_validation_of(other, "fuseg/images/t1.png")
+    assert not build_data.in_validation_of(other, "dermnet/eczema/e1.jpg")
+    # a condition name elsewhere in the path is not a DermNet condition folder
+    assert not build_data.in_validation_of(other, "fuseg/psoriasis/x.png")
