@@ -61,6 +61,7 @@ def build_model(model_path: Path, meta: ModelMeta) -> PatchMILQualityNet:
             embed_dim=int(arch.get("embed_dim", 128)),
             hidden_dim=int(arch.get("hidden_dim", 256)),
             pooling=arch.get("pooling", "attention"),
+            reason_pooling=arch.get("reason_pooling", "bag"),
         )
     return PatchMILQualityNet(head, trunk).eval()
 

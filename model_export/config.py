@@ -17,6 +17,7 @@ the config file. Example (all keys but ``csv`` and ``out_dir`` optional)::
     max_long_side = 896              # capture grid (used for training and evaluation)
     live_max_long_side = 672
     pooling = "attention"            # attention | mean | max
+    reason_pooling = "bag"           # bag | bag_mean_max (input of the reason heads)
     trainable_blocks = 0             # > 0: fine-tune the last VGG blocks end to end (GPU)
 
     [train]
@@ -40,6 +41,7 @@ from desktop_app.core.model_meta import GridSpec, OrdinalSpec, TilingSpec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO_ROOT.parent / "shared" / "weights" / "vgg16_imagenet_features_fp16.npz"
 POOLINGS = ("attention", "mean", "max")
+REASON_POOLINGS = ("bag", "bag_mean_max")
 EXTRACTORS = ("auto", "torch", "onnxruntime")
 
 
@@ -64,6 +66,7 @@ class TrainConfig:
     live_max_long_side: int = 672
     max_patches: int = 64
     pooling: str = "attention"
+    reason_pooling: str = "bag"
     embed_dim: int = 128
     hidden_dim: int = 256
     dropout: float = 0.2
@@ -91,6 +94,11 @@ class TrainConfig:
             problems.append("csv: at least one dataset CSV is required")
         if self.pooling not in POOLINGS:
             problems.append(f"pooling: '{self.pooling}' is not one of {', '.join(POOLINGS)}")
+        if self.reason_pooling not in REASON_POOLINGS:
+            problems.append(
+                f"reason_pooling: '{self.reason_pooling}' is not one of "
+                f"{', '.join(REASON_POOLINGS)}"
+            )
         if self.extractor not in EXTRACTORS:
             problems.append(f"extractor: '{self.extractor}' is not one of {', '.join(EXTRACTORS)}")
         if self.patch_size < 8:

@@ -107,6 +107,7 @@ def build_meta(
         if config.trainable_blocks == 0
         else f"VGG16-D conv, last {config.trainable_blocks} block(s) fine-tuned",
         "pooling": config.pooling,
+        "reason_pooling": config.reason_pooling,
         "ordinal": "CORAL",
         "embed_dim": config.embed_dim,
         "hidden_dim": config.hidden_dim,
@@ -593,7 +594,12 @@ def model_card(
         f"- Head: MLP patch embedding ({config.hidden_dim} -> {config.embed_dim}), "
         f"{config.pooling} multiple-instance pooling, CORAL ordinal output over "
         f"{meta.ordinal.k} levels trained on the raters' empirical P(rating > k), per-patch "
-        "scores (the same head on each patch), reason heads (BCE).",
+        "scores (the same head on each patch), reason heads (BCE) on "
+        + (
+            "the MIL bag with the plain mean and maximum of the patch embeddings."
+            if config.reason_pooling == "bag_mean_max"
+            else "the MIL bag."
+        ),
         f"- Training: epoch {payload['epoch']} of {config.epochs} selected by validation AUC; "
         f"AdamW lr {config.lr}, batch {config.batch_size}, seed {config.seed}.",
         "",

@@ -38,6 +38,7 @@ DESCRIPTOR_DIM = 2 * sum(BLOCK_CHANNELS)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 Pooling = Literal["attention", "mean", "max"]
+ReasonPooling = Literal["bag", "bag_mean_max"]
 
 
 class VGG16Trunk(nn.Module):
@@ -133,8 +134,10 @@ class QualityHead(nn.Module):
         hidden_dim: int = 256,
         pooling: Pooling = "attention",
         dropout: float = 0.2,
+        reason_pooling: ReasonPooling = "bag",
     ) -> None:
         super().__init__()
+        self.reason_pooling = reason_pooling
         self.k_levels = k_levels
         self.n_reasons = n_reasons
         self.acceptable_level = acceptable_level
@@ -153,7 +156,8 @@ class QualityHead(nn.Module):
         self.attention_w = nn.Linear(64, 1)
         self.ordinal_w = nn.Linear(embed_dim, 1, bias=False)
         self.ordinal_b = nn.Parameter(torch.linspace(1.0, -1.0, k_levels - 1))
-        self.reason_head = nn.Linear(embed_dim, n_reasons) if n_reasons else None
+        reason_in = embed_dim * (3 if reason_pooling == "bag_mean_max" else 1)
+        self.reason_head = nn.Linear(reason_in, n_reasons) if n_reasons else None
 
     def set_feature_normalisation(self, mean: Tensor, std: Tensor) -> None:
         self.feat_mean.copy_(mean)
@@ -185,6 +189,25 @@ class QualityHead(nn.Module):
             masked = emb if mask is None else emb.masked_fill(~mask[..., None], -1e9)
             return masked.max(dim=-2).values
         return (weights.unsqueeze(-1) * emb).sum(dim=-2)
+
+    def reason_features(self, emb: Tensor, bag: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Input of the reason head: ``[B, D]`` (the MIL bag) or, for ``bag_mean_max``, the bag
+        with the plain mean and the maximum over the patches, ``[B, 3D]``.
+
+        The attention weights favour the patches that decide *quality*; a fault such as a
+        lesion that fills one patch only (distance) or sits at an edge (framing) is a property
+        of the whole bag, which the mean and maximum keep.
+        """
+        if self.reason_pooling != "bag_mean_max":
+            return bag
+        if mask is None:
+            mean = emb.mean(dim=-2)
+            peak = emb.max(dim=-2).values
+        else:
+            keep = mask[..., None].to(emb.dtype)
+            mean = (emb * keep).sum(dim=-2) / keep.sum(dim=-2).clamp_min(1.0)
+            peak = emb.masked_fill(~mask[..., None], -1e9).max(dim=-2).values
+        return torch.cat([bag, mean, peak], dim=-1)
 
     def cumulative_logits(self, emb: Tensor) -> Tensor:
         """``[..., D]`` -> CORAL logits of P(rating > k), k = 1..K-1: ``[..., K-1]``."""
@@ -225,7 +248,7 @@ class QualityHead(nn.Module):
             "score": self.acceptable_probability(cum_logits),
         }
         if self.reason_head is not None:
-            out["reason_logits"] = self.reason_head(bag)
+            out["reason_logits"] = self.reason_head(self.reason_features(emb, bag, mask))
         else:
             out["reason_logits"] = cum_logits.new_zeros((*cum_logits.shape[:-1], 0))
         return out

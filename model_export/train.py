@@ -76,6 +76,7 @@ def head_kwargs(config: TrainConfig, n_reasons: int) -> dict[str, Any]:
         "hidden_dim": config.hidden_dim,
         "pooling": config.pooling,
         "dropout": config.dropout,
+        "reason_pooling": config.reason_pooling,
     }
 
 

@@ -95,10 +95,15 @@ def test_shared_npz_weights(shared_dir: Path) -> None:
     assert desc.shape == (2, DESCRIPTOR_DIM) and torch.isfinite(desc).all()
 
 
-@pytest.mark.parametrize("pooling", ["attention", "mean", "max"])
-def test_padding_does_not_change_a_bag(pooling: str) -> None:
+@pytest.mark.parametrize(
+    ("pooling", "reason_pooling"),
+    [("attention", "bag"), ("mean", "bag"), ("max", "bag"), ("attention", "bag_mean_max")],
+)
+def test_padding_does_not_change_a_bag(pooling: str, reason_pooling: str) -> None:
     torch.manual_seed(0)
-    head = QualityHead(n_reasons=2, pooling=pooling, embed_dim=16, hidden_dim=32).eval()
+    head = QualityHead(
+        n_reasons=2, pooling=pooling, embed_dim=16, hidden_dim=32, reason_pooling=reason_pooling
+    ).eval()
     desc, pos = torch.randn(1, 3, DESCRIPTOR_DIM), torch.rand(1, 3, 2)
     alone = head.forward_features(desc, pos)
     padded_desc = torch.cat([desc, torch.randn(1, 2, DESCRIPTOR_DIM) * 5], dim=1)
@@ -165,13 +170,20 @@ def test_feature_cache_keys_and_extractors(tmp_path: Path) -> None:
     assert np.abs(ort_desc - torch_desc).max() <= 1e-4 * np.abs(torch_desc).max()
 
 
-@pytest.mark.parametrize("pooling", ["attention", "mean", "max"])
-def test_onnx_export_matches_pytorch_for_every_pooling(tmp_path: Path, pooling: str) -> None:
+@pytest.mark.parametrize(
+    ("pooling", "reason_pooling"),
+    [("attention", "bag"), ("mean", "bag"), ("max", "bag"), ("attention", "bag_mean_max")],
+)
+def test_onnx_export_matches_pytorch_for_every_pooling(
+    tmp_path: Path, pooling: str, reason_pooling: str
+) -> None:
     from desktop_app.core.model_meta import ModelMeta
     from model_export.export import compare_with_torch, export_onnx
 
     torch.manual_seed(0)
-    head = QualityHead(n_reasons=2, pooling=pooling, embed_dim=16, hidden_dim=32)
+    head = QualityHead(
+        n_reasons=2, pooling=pooling, embed_dim=16, hidden_dim=32, reason_pooling=reason_pooling
+    )
     head.set_feature_normalisation(torch.rand(DESCRIPTOR_DIM), torch.rand(DESCRIPTOR_DIM) + 0.5)
     model = PatchMILQualityNet(head, build_trunk("random", seed=0)).eval()
     meta = ModelMeta(model_name="t", model_version="0", created_utc="2026-01-01T00:00:00Z")
@@ -183,3 +195,14 @@ def test_onnx_export_matches_pytorch_for_every_pooling(tmp_path: Path, pooling: 
         for n in (1, 4, 7)
     ]
     assert compare_with_torch(model, path, bags) <= 1e-4
+
+
+def test_config_refuses_an_unknown_reason_pooling(tmp_path: Path) -> None:
+    from model_export.config import ConfigError, TrainConfig
+
+    raw = {"csv": "ratings.csv", "out_dir": str(tmp_path)}
+    assert TrainConfig.from_dict({**raw, "reason_pooling": "bag_mean_max"}).reason_pooling == (
+        "bag_mean_max"
+    )
+    with pytest.raises(ConfigError, match="reason_pooling"):
+        TrainConfig.from_dict({**raw, "reason_pooling": "median"})
