@@ -123,3 +123,40 @@ def test_streaming_lowers_the_activation_peak(plain_model: Path, tmp_path: Path)
     streamed_growth = peak_growth(streamed_path)
     assert plain_growth > 40e6  # 96 x 64 x 32 x 32 float32 = 25 MB per first-block value
     assert streamed_growth < plain_growth / 3
+
+
+def test_float16_exact_weights_are_stored_as_float16_with_identical_results(
+    tmp_path: Path,
+) -> None:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from model_export.export import store_exact_fp16_weights
+
+    rng = np.random.default_rng(0)
+    exact = rng.standard_normal((64, 32)).astype(np.float16).astype(np.float32)
+    inexact = rng.standard_normal((32, 16)).astype(np.float32)  # not representable in fp16
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w_exact"], ["h"]),
+            helper.make_node("MatMul", ["h", "w_inexact"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])],
+        [numpy_helper.from_array(exact, "w_exact"), numpy_helper.from_array(inexact, "w_inexact")],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.standard_normal((5, 64)).astype(np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    size_before = path.stat().st_size
+
+    saved = store_exact_fp16_weights(path)
+
+    assert saved == exact.nbytes // 2
+    assert path.stat().st_size < size_before - exact.nbytes // 4
+    kinds = {t.name: t.data_type for t in onnx.load(str(path)).graph.initializer}
+    assert kinds == {"w_exact__fp16": TensorProto.FLOAT16, "w_inexact": TensorProto.FLOAT}
+    after = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)
