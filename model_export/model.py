@@ -122,6 +122,12 @@ class VGG16Trunk(nn.Module):
         return torch.cat(stats, dim=1)
 
 
+def padding_below_all(emb: Tensor, mask: Tensor | None) -> Tensor:
+    """``emb`` ``[B, N, D]`` with the padded patches (``mask`` ``[B, N]`` False) set to -1e9, so
+    a maximum over patches never picks one; unchanged when there is no mask."""
+    return emb if mask is None else emb.masked_fill(~mask[..., None], -1e9)
+
+
 class QualityHead(nn.Module):
     """Descriptor bag -> patch embeddings -> MIL pooling -> CORAL ordinal + reasons."""
 
@@ -176,7 +182,7 @@ class QualityHead(nn.Module):
         elif self.pooling == "mean":
             logits = torch.zeros(emb.shape[:-1], dtype=emb.dtype, device=emb.device)
         else:  # max: weight = share of embedding dimensions in which the patch is the maximum
-            masked = emb if mask is None else emb.masked_fill(~mask[..., None], -1e9)
+            masked = padding_below_all(emb, mask)
             winners = (masked == masked.max(dim=-2, keepdim=True).values).to(emb.dtype)
             share = winners.mean(dim=-1)
             return share / share.sum(dim=-1, keepdim=True)
@@ -186,8 +192,7 @@ class QualityHead(nn.Module):
 
     def pool(self, emb: Tensor, weights: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.pooling == "max":
-            masked = emb if mask is None else emb.masked_fill(~mask[..., None], -1e9)
-            return masked.max(dim=-2).values
+            return padding_below_all(emb, mask).max(dim=-2).values
         return (weights.unsqueeze(-1) * emb).sum(dim=-2)
 
     def reason_features(self, emb: Tensor, bag: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -202,11 +207,10 @@ class QualityHead(nn.Module):
             return bag
         if mask is None:
             mean = emb.mean(dim=-2)
-            peak = emb.max(dim=-2).values
         else:
             keep = mask[..., None].to(emb.dtype)
             mean = (emb * keep).sum(dim=-2) / keep.sum(dim=-2).clamp_min(1.0)
-            peak = emb.masked_fill(~mask[..., None], -1e9).max(dim=-2).values
+        peak = padding_below_all(emb, mask).max(dim=-2).values
         return torch.cat([bag, mean, peak], dim=-1)
 
     def cumulative_logits(self, emb: Tensor) -> Tensor:
