@@ -387,7 +387,8 @@ def build(
     dropped_for_other_val = 0
     if exclude_val_of is not None:
         before = len(kept)
-        kept = [r for r in kept if not in_validation_of(exclude_val_of, r["source_path"])]
+        other_val = ValidationSources.of_build(exclude_val_of)
+        kept = [r for r in kept if r["source_path"] not in other_val]
         dropped_for_other_val = before - len(kept)
     kept_images = {r["image"] for r in kept}
     for r in rows:
@@ -416,26 +417,28 @@ def build(
     return summary
 
 
-_OTHER_VALIDATION: dict[Path, tuple[set[str], set[str]]] = {}
+@dataclass(frozen=True)
+class ValidationSources:
+    """An earlier build's validation split: its DermNet conditions and its source photos."""
 
+    dermnet_conditions: frozenset[str]
+    source_paths: frozenset[str]
 
-def in_validation_of(build_dir: Path, source_path: str) -> bool:
-    """True when ``source_path`` is a validation source of the build in ``build_dir``.
-
-    Same source photo, or (DermNet, split by condition) the same condition folder.
-    """
-    key = build_dir.resolve()
-    if key not in _OTHER_VALIDATION:
+    @classmethod
+    def of_build(cls, build_dir: Path) -> ValidationSources:
         summary = json.loads((build_dir / "build_summary.json").read_text())
-        conditions = set(summary.get("val_dermnet_conditions", []))
         with open(build_dir / "dataset.csv", newline="") as fh:
             sources = {r["source_path"] for r in csv.DictReader(fh) if r["split"] == "val"}
-        _OTHER_VALIDATION[key] = (conditions, sources)
-    conditions, sources = _OTHER_VALIDATION[key]
-    parts = Path(source_path).parts
-    return source_path in sources or (
-        len(parts) >= 2 and parts[0] == "dermnet" and parts[1] in conditions
-    )
+        return cls(frozenset(summary.get("val_dermnet_conditions", [])), frozenset(sources))
+
+    def __contains__(self, source_path: object) -> bool:
+        """Same source photo, or (DermNet, split by condition) the same condition folder."""
+        if not isinstance(source_path, str):
+            return False
+        parts = Path(source_path).parts
+        return source_path in self.source_paths or (
+            len(parts) >= 2 and parts[0] == "dermnet" and parts[1] in self.dermnet_conditions
+        )
 
 
 def summarise(
