@@ -54,20 +54,29 @@ DETAIL_DEFICIT_TO_SIGMA = 1.1
 P_CLEAN = 0.17
 P_REFRAME = 0.05
 P_COMBO = 0.20
-FAULT_WEIGHTS: dict[str, float] = {
-    "defocus": 1.2,
-    "motion": 1.2,
-    "low_light": 1.1,
-    "sensor_noise": 0.8,
-    "over_exposure": 1.0,
-    "flash_glare": 0.9,
-    "colour_cast": 1.0,
-    "jpeg": 0.7,
-    "resolution": 0.8,
-    "off_centre": 1.0,
-    "zoom_out": 0.8,
-    "obstruction": 1.0,
+# Single-fault weights per recipe set. v1 built the data of models up to 1.2.0 and is kept so
+# those builds reproduce exactly (a new entry changes every later random draw). v2 adds three
+# enlargement / tone families that the rated photos showed the v1 mix lacked: a nearest-neighbour
+# enlargement (v1 only had smooth ones, which the model learnt as blur; blocky pixelated photos
+# passed), darkening by a tone curve without extra noise, and washout by sRGB gain + offset.
+RECIPE_SETS: dict[str, dict[str, float]] = {
+    "v1": {
+        "defocus": 1.2,
+        "motion": 1.2,
+        "low_light": 1.1,
+        "sensor_noise": 0.8,
+        "over_exposure": 1.0,
+        "flash_glare": 0.9,
+        "colour_cast": 1.0,
+        "jpeg": 0.7,
+        "resolution": 0.8,
+        "off_centre": 1.0,
+        "zoom_out": 0.8,
+        "obstruction": 1.0,
+    },
 }
+RECIPE_SETS["v2"] = {**RECIPE_SETS["v1"], "pixelation": 0.6, "tone_dark": 0.6, "levels_bright": 0.6}
+DEFAULT_RECIPES = "v2"
 DERMNET_SHARE = 0.55
 OVERSAMPLE = 1.08  # screened-out originals are dropped; plan a few extra items
 
@@ -187,18 +196,31 @@ def split_sources(
     return pools
 
 
-def draw_recipe(rng: np.random.Generator, has_mask: bool) -> list[tuple[str, float]]:
+def draw_recipe(
+    rng: np.random.Generator,
+    has_mask: bool,
+    weights: dict[str, float] | None = None,
+    singles_only: bool = False,
+) -> list[tuple[str, float]]:
+    """One item's recipe: [] (clean original), a reframe, a combination, or one fault.
+
+    ``weights``: single-fault weights (default: the default recipe set). ``singles_only``: no
+    reframes or combinations, only clean originals and single faults from ``weights`` (a build
+    that adds examples of chosen families).
+    """
+    weights = RECIPE_SETS[DEFAULT_RECIPES] if weights is None else weights
     u = rng.random()
     if u < P_CLEAN:
         return []
-    if u < P_CLEAN + P_REFRAME:
-        return [("reframe", 0.0)]
-    if u < P_CLEAN + P_REFRAME + P_COMBO:
-        combo = deg.COMBINATIONS[int(rng.integers(0, len(deg.COMBINATIONS)))]
-        return [(name, float(rng.uniform(0.1, 0.9))) for name in combo]
-    names = list(FAULT_WEIGHTS)
-    weights = np.array([FAULT_WEIGHTS[n] for n in names])
-    name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    if not singles_only:
+        if u < P_CLEAN + P_REFRAME:
+            return [("reframe", 0.0)]
+        if u < P_CLEAN + P_REFRAME + P_COMBO:
+            combo = deg.COMBINATIONS[int(rng.integers(0, len(deg.COMBINATIONS)))]
+            return [(name, float(rng.uniform(0.1, 0.9))) for name in combo]
+    names = list(weights)
+    p = np.array([weights[n] for n in names])
+    name = names[int(rng.choice(len(names), p=p / p.sum()))]
     return [(name, float(rng.random()))]
 
 
@@ -206,6 +228,8 @@ def plan(
     pools: dict[str, dict[str, list[dict[str, str]]]],
     n_per_split: dict[str, int],
     rng: np.random.Generator,
+    weights: dict[str, float] | None = None,
+    singles_only: bool = False,
 ) -> list[Item]:
     items: list[Item] = []
     for split, n in n_per_split.items():
@@ -229,7 +253,7 @@ def plan(
                         cohort=cohort,
                         source_path=row["path"],
                         mask_path=row["mask"],
-                        recipe=draw_recipe(rng, bool(row["mask"])),
+                        recipe=draw_recipe(rng, bool(row["mask"]), weights, singles_only),
                         seed=int(rng.integers(0, 2**31 - 1)),
                     )
                 )
@@ -343,6 +367,8 @@ def build(
     workers: int = 2,
     val_share: float = 0.2,
     exclude_val_of: Path | None = None,
+    recipes: str = DEFAULT_RECIPES,
+    only_faults: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Build the dataset; returns the summary written to ``build_summary.json``.
 
@@ -350,7 +376,19 @@ def build(
     condition or a source photo with that build's validation split are dropped after the build,
     so this one can add training images to it (``--n-val 0``) without leaking into its
     validation.
+
+    ``recipes``: a key of :data:`RECIPE_SETS` (``v1`` rebuilds the data of models <= 1.2.0).
+    ``only_faults``: restrict the build to clean originals and these single faults (weights
+    from the recipe set), e.g. to add examples of the families a recipe set introduced.
     """
+    if recipes not in RECIPE_SETS:
+        raise ValueError(f"unknown recipe set {recipes!r}; known: {sorted(RECIPE_SETS)}")
+    weights = RECIPE_SETS[recipes]
+    if only_faults:
+        unknown = sorted(set(only_faults) - set(weights))
+        if unknown:
+            raise ValueError(f"faults not in recipe set {recipes}: {unknown}")
+        weights = {name: weights[name] for name in only_faults}
     started = time.perf_counter()
     shared_data = shared if (shared / "manifest.csv").exists() else shared / "data"
     out.mkdir(parents=True, exist_ok=True)
@@ -364,7 +402,7 @@ def build(
     rng = np.random.default_rng(seed)
     excluded = rated_sources(shared_data)
     pools = split_sources(load_manifest(shared_data), excluded, rng, val_share)
-    items = plan(pools, {"train": n_train, "val": n_val}, rng)
+    items = plan(pools, {"train": n_train, "val": n_val}, rng, weights, bool(only_faults))
 
     results: list[dict[str, Any]] = []
     init_args = (str(shared_data), str(out), model.to_json())
@@ -407,6 +445,7 @@ def build(
         "workers": min(workers, 2),
     }
     summary["excluded_rated_sources"] = len(excluded)
+    summary["recipes"] = {"set": recipes, "only_faults": list(only_faults or [])}
     if exclude_val_of is not None:
         summary["dropped_for_validation_of"] = {
             "build": str(exclude_val_of),
@@ -527,6 +566,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="an earlier build: drop images whose source is in its validation split "
         "(same photo or DermNet condition), to add training images to it",
     )
+    parser.add_argument(
+        "--recipes",
+        choices=sorted(RECIPE_SETS),
+        default=DEFAULT_RECIPES,
+        help="fault recipe set (v1: the data of models up to 1.2.0)",
+    )
+    parser.add_argument(
+        "--only-faults",
+        nargs="+",
+        metavar="FAULT",
+        help="only clean originals and these single faults (no reframes or combinations)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -584,6 +635,8 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         args.workers,
         exclude_val_of=args.exclude_val_of,
+        recipes=args.recipes,
+        only_faults=args.only_faults,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "screened_out_sources"}, indent=2))
     return 0

@@ -487,6 +487,67 @@ def resolution_loss(
     )
 
 
+def pixelation(
+    image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> Degraded:
+    """Too few pixels, shown blocky: a small image (digital zoom, a messaging app's thumbnail)
+    enlarged by a viewer with nearest-neighbour copying, then saved as JPEG again. Same
+    down-sampling range and strength measure as :func:`resolution_loss`; only the enlargement
+    differs, and its hard block edges look sharp to a detail measure that smooth blur does not
+    fool."""
+    h, w = image.shape[:2]
+    scale = 2.0 ** (-3.3 * s)
+    small = cv2.resize(
+        image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    quality = int(rng.integers(70, 93))
+    out = jpeg_roundtrip(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST), quality)
+    return Degraded(
+        out,
+        "resolution",
+        [("resolution", -math.log2(scale))],
+        {"scale": round(scale, 3), "upscale": "nearest", "jpeg_q": quality},
+    )
+
+
+def tone_dark(
+    image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> Degraded:
+    """Too dark by the tone curve, not by too few photons: metering for a bright background or a
+    processing step lowers the mid-tones with a power curve (exponent 1.2..3.5 on sRGB values)
+    while highlights stay; no extra sensor noise, the camera's JPEG after it. Strength is the
+    same exposure measure as :func:`low_light`."""
+    exponent = 1.2 + 2.3 * s
+    out_f = 255.0 * np.power(image.astype(np.float32) / 255.0, exponent)
+    quality = int(rng.integers(80, 95))
+    out = jpeg_roundtrip(np.clip(np.round(out_f), 0, 255).astype(np.uint8), quality)
+    return Degraded(
+        out,
+        "tone_dark",
+        [("dark", -exposure_stops(image, out))],
+        {"exponent": round(exponent, 2), "camera_jpeg_q": quality},
+    )
+
+
+def levels_bright(
+    image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> Degraded:
+    """Too bright by processing: a gain of 1.05..2.65 and an offset of up to 50 levels on the
+    sRGB values (auto-levels, a brightness slider, a phone's "enhance"), clipped at white: the
+    picture washes out and loses contrast rather than clipping like a sensor. Strength is the
+    same washout measure as :func:`over_exposure`."""
+    gain = 1.05 + 1.6 * s
+    offset = float(rng.uniform(0.3, 1.0)) * 50.0 * s
+    out_f = image.astype(np.float32) * gain + offset
+    out = np.clip(np.round(out_f), 0, 255).astype(np.uint8)
+    return Degraded(
+        out,
+        "levels_bright",
+        [("bright", washout(image, out))],
+        {"gain": round(gain, 2), "offset": round(offset, 1)},
+    )
+
+
 def _window(
     h: int, w: int, zoom: float, centre_x: float, centre_y: float
 ) -> tuple[int, int, int, int]:
@@ -782,6 +843,10 @@ FAULTS: dict[str, FaultFn] = {
     "off_centre": off_centre,
     "zoom_out": zoom_out,
     "obstruction": obstruction,
+    # recipe set v2 (see build_data.RECIPE_SETS)
+    "pixelation": pixelation,
+    "tone_dark": tone_dark,
+    "levels_bright": levels_bright,
 }
 
 # Faults that really happen together (order = order of application: scene/optics, then sensor,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model_export import build_data
+from model_export import degradations as deg
 
 
 def fake_manifest() -> list[dict[str, str]]:
@@ -105,3 +106,48 @@ def test_extension_build_keeps_out_of_the_other_builds_validation(tmp_path: Path
     assert "dermnet/eczema/e1.jpg" not in other_val
     # a condition name elsewhere in the path is not a DermNet condition folder
     assert "fuseg/psoriasis/x.png" not in other_val
+
+
+def test_recipe_set_v1_is_frozen_and_v2_adds_the_new_families() -> None:
+    # v1 rebuilds the data of the models up to 1.2.0: its faults, order and weights must not
+    # change (any change alters every later random draw of a seeded build)
+    assert list(build_data.RECIPE_SETS["v1"].items()) == [
+        ("defocus", 1.2),
+        ("motion", 1.2),
+        ("low_light", 1.1),
+        ("sensor_noise", 0.8),
+        ("over_exposure", 1.0),
+        ("flash_glare", 0.9),
+        ("colour_cast", 1.0),
+        ("jpeg", 0.7),
+        ("resolution", 0.8),
+        ("off_centre", 1.0),
+        ("zoom_out", 0.8),
+        ("obstruction", 1.0),
+    ]
+    added = set(build_data.RECIPE_SETS["v2"]) - set(build_data.RECIPE_SETS["v1"])
+    assert added == {"pixelation", "tone_dark", "levels_bright"}
+    assert all(name in deg.FAULTS for name in build_data.RECIPE_SETS["v2"])
+    rng = np.random.default_rng(0)
+    v1 = {
+        n
+        for _ in range(3000)
+        for n, _ in build_data.draw_recipe(rng, True, build_data.RECIPE_SETS["v1"])
+    }
+    assert not v1 & added
+
+
+def test_singles_only_recipes_draw_clean_originals_and_the_chosen_faults() -> None:
+    rng = np.random.default_rng(0)
+    chosen = {"pixelation": 1.0, "tone_dark": 1.0}
+    recipes = [build_data.draw_recipe(rng, True, chosen, singles_only=True) for _ in range(1000)]
+    assert all(len(r) <= 1 for r in recipes)
+    assert {r[0][0] for r in recipes if r} == set(chosen)
+    assert 0.12 < sum(r == [] for r in recipes) / len(recipes) < 0.22
+
+
+def test_build_refuses_unknown_recipe_sets_and_faults(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="recipe set"):
+        build_data.build(tmp_path, tmp_path / "out", recipes="v9")
+    with pytest.raises(ValueError, match="not in recipe set v1"):
+        build_data.build(tmp_path, tmp_path / "out", recipes="v1", only_faults=["pixelation"])

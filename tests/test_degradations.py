@@ -187,3 +187,50 @@ def test_faults_are_deterministic_given_the_seed(photo: tuple[np.ndarray, np.nda
 def test_srgb_linear_roundtrip() -> None:
     values = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)
     assert np.array_equal(deg.linear_to_srgb(deg.srgb_to_linear(values)), values)
+
+
+def _lap_var(img: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+def test_pixelation_is_blocky_where_resolution_loss_is_smooth(
+    photo: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, _ = photo
+    blocky = deg.FAULTS["pixelation"](image, 0.8, np.random.default_rng(0), None)
+    smooth = deg.FAULTS["resolution"](image, 0.8, np.random.default_rng(0), None)
+    # same down-sampling, same measured strength: the raters judge both alike
+    assert blocky.components == smooth.components
+    assert blocky.params["scale"] == smooth.params["scale"]
+    # the hard block edges keep far more high-frequency energy than a smooth enlargement
+    assert _lap_var(blocky.image) > 3 * _lap_var(smooth.image)
+    # constant runs: along a row, most neighbours inside a block are (nearly) equal
+    row = blocky.image[H // 2, :, 1].astype(int)
+    assert float(np.mean(np.abs(np.diff(row)) <= 4)) > 0.6
+
+
+def test_tone_dark_lowers_mid_tones_and_keeps_highlights() -> None:
+    ramp = np.linspace(0, 255, W).astype(np.uint8)
+    image = np.repeat(np.repeat(ramp[None, :, None], H, axis=0), 3, axis=2)
+    mild = deg.FAULTS["tone_dark"](image, 0.2, np.random.default_rng(0), None)
+    strong = deg.FAULTS["tone_dark"](image, 0.9, np.random.default_rng(0), None)
+    mid = W // 2
+    assert strong.image[H // 2, mid, 0] < mild.image[H // 2, mid, 0] < image[H // 2, mid, 0]
+    assert strong.image[H // 2, -1].min() >= 245  # white stays white: not an exposure drop
+    assert strong.components[0][0] == "dark" and strong.components[0][1] > mild.components[0][1]
+    # no sensor noise is added: a flat grey stays (nearly) flat
+    flat = np.full((H, W, 3), 140, np.uint8)
+    assert float(deg.FAULTS["tone_dark"](flat, 0.9, np.random.default_rng(0), None).image.std()) < 1
+
+
+def test_levels_bright_washes_out_with_severity(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+    strengths = [
+        deg.FAULTS["levels_bright"](image, s, np.random.default_rng(0), None).components[0]
+        for s in (0.1, 0.5, 1.0)
+    ]
+    assert [f for f, _ in strengths] == ["bright"] * 3
+    assert 0 < strengths[0][1] < strengths[1][1] < strengths[2][1]
+    out = deg.FAULTS["levels_bright"](image, 1.0, np.random.default_rng(0), None).image
+    assert deg.luminance(out).mean() > deg.luminance(image).mean()
+    assert deg.clipped_fraction(out) > deg.clipped_fraction(image)
