@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +90,21 @@ def reason_f1(
     return f1_table(load_reason_pairs(scores_csv, dataset_csvs), threshold)
 
 
-def best_thresholds(pairs: ReasonPairs, split: str = "val") -> dict[str, float]:
+def best_thresholds(pairs: ReasonPairs, split: str | Sequence[str] = "val") -> dict[str, float]:
     """Per reason, the decision threshold with the best F1 on ``split`` (grid 0.05 ... 0.95; ties
-    go to the threshold nearest 0.5). Report F1 on another split: on ``split`` it is optimistic."""
-    on_split = {split: pairs.get(split, {})}
+    go to the threshold nearest 0.5). Several splits are pooled into one set, so a validation set
+    of other fault families can count beside the main one. Report F1 on another split: on the
+    tuning split it is optimistic."""
+    names = [split] if isinstance(split, str) else list(split)
+    pooled: dict[str, list[tuple[float, int]]] = {}
+    for name in names:
+        for reason, items in pairs.get(name, {}).items():
+            pooled.setdefault(reason, []).extend(items)
+    on_split = {"tuning": pooled}
     grid = [round(0.05 * k, 2) for k in range(1, 20)]
     best: dict[str, tuple[tuple[float, float], float]] = {}  # reason -> ((F1, -|t - 0.5|), t)
     for t in grid:
-        for reason, m in f1_table(on_split, t)[split].items():
+        for reason, m in f1_table(on_split, t)["tuning"].items():
             key = (m["f1"] if m["f1"] == m["f1"] else -1.0, -abs(t - 0.5))  # NaN F1 ranks last
             if reason not in best or key > best[reason][0]:
                 best[reason] = (key, t)
@@ -105,7 +112,7 @@ def best_thresholds(pairs: ReasonPairs, split: str = "val") -> dict[str, float]:
 
 
 def tune_thresholds(
-    scores_csv: Path, dataset_csvs: list[Path], split: str = "val"
+    scores_csv: Path, dataset_csvs: list[Path], split: str | Sequence[str] = "val"
 ) -> dict[str, float]:
     """:func:`best_thresholds` for a run's ``scores.csv`` and the dataset CSVs."""
     return best_thresholds(load_reason_pairs(scores_csv, dataset_csvs), split)
@@ -137,7 +144,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--tune-on",
         metavar="SPLIT",
-        help="choose each reason's threshold for best F1 on this split (e.g. val) instead of 0.5",
+        nargs="+",
+        help="choose each reason's threshold for best F1 on this split (e.g. val), or on several "
+        "splits pooled (e.g. val external:val_v2), instead of 0.5",
     )
     parser.add_argument(
         "--save-thresholds", type=Path, help="write the tuned thresholds as JSON (for export)"

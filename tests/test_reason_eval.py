@@ -60,6 +60,21 @@ def test_reported_on_another_split_than_tuned(tmp_path: Path) -> None:
     assert report["test"]["blur"]["f1"] == 0.0
 
 
+def test_tuning_on_several_splits_pools_them(tmp_path: Path) -> None:
+    # "val" alone: positives at 0.6, negatives at 0.3 -> a cut in (0.3, 0.6]; a second set whose
+    # positives score only 0.4 pulls the pooled cut below 0.4, which keeps val separated too
+    truth = [1, 1, 0, 0, 1, 1, 0, 0]
+    probs = [0.6, 0.6, 0.3, 0.3, 0.4, 0.4, 0.1, 0.1]
+    split = ["val"] * 4 + ["external:v2"] * 4
+    scores, dataset = _write(tmp_path, truth, probs, split)
+    val_only = tune_thresholds(scores, [dataset], "val")["blur"]
+    pooled = tune_thresholds(scores, [dataset], ["val", "external:v2"])["blur"]
+    assert 0.3 < val_only <= 0.6 and val_only > 0.4
+    assert 0.3 < pooled <= 0.4
+    report = reason_f1(scores, [dataset], {"blur": pooled})
+    assert report["val"]["blur"]["f1"] == 1.0 and report["external:v2"]["blur"]["f1"] == 1.0
+
+
 def test_folded_thresholds_move_the_decision_point() -> None:
     torch = pytest.importorskip("torch")
     from model_export.export import ExportCheckError, fold_reason_thresholds
