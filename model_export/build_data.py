@@ -369,6 +369,7 @@ def build(
     exclude_val_of: Path | None = None,
     recipes: str = DEFAULT_RECIPES,
     only_faults: Sequence[str] | None = None,
+    val_split_name: str = "val",
 ) -> dict[str, Any]:
     """Build the dataset; returns the summary written to ``build_summary.json``.
 
@@ -380,6 +381,9 @@ def build(
     ``recipes``: a key of :data:`RECIPE_SETS` (``v1`` rebuilds the data of models <= 1.2.0).
     ``only_faults``: restrict the build to clean originals and these single faults (weights
     from the recipe set), e.g. to add examples of the families a recipe set introduced.
+    ``val_split_name``: the ``split`` value written for validation rows; another name than
+    ``val`` makes a separate validation set that training and the Youden threshold leave alone
+    and that ``evaluate --external`` reports under that name.
     """
     if recipes not in RECIPE_SETS:
         raise ValueError(f"unknown recipe set {recipes!r}; known: {sorted(RECIPE_SETS)}")
@@ -436,7 +440,7 @@ def build(
     with open(out / "dataset.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(kept)
+        writer.writerows({**r, "split": val_split_name} if r["split"] == "val" else r for r in kept)
 
     summary = summarise(kept, screened, model, rated_items, shared_data)
     summary["runtime_s"] = {
@@ -446,6 +450,7 @@ def build(
     }
     summary["excluded_rated_sources"] = len(excluded)
     summary["recipes"] = {"set": recipes, "only_faults": list(only_faults or [])}
+    summary["val_split_name"] = val_split_name
     if exclude_val_of is not None:
         summary["dropped_for_validation_of"] = {
             "build": str(exclude_val_of),
@@ -578,6 +583,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FAULT",
         help="only clean originals and these single faults (no reframes or combinations)",
     )
+    parser.add_argument(
+        "--val-split-name",
+        default="val",
+        help="split name written for validation rows (another name: a separate set that "
+        "evaluate --external reports under that name)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -637,6 +648,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_val_of=args.exclude_val_of,
         recipes=args.recipes,
         only_faults=args.only_faults,
+        val_split_name=args.val_split_name,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "screened_out_sources"}, indent=2))
     return 0

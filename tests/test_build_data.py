@@ -90,6 +90,28 @@ def test_small_build_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
     assert summary["n_images"] == len(rows)
 
 
+@pytest.mark.shared
+@pytest.mark.slow
+def test_single_fault_build_as_a_separate_validation_set(shared_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "v2val"
+    summary = build_data.build(
+        shared_dir / "data",
+        out,
+        n_train=0,
+        n_val=10,
+        seed=3,
+        workers=1,
+        only_faults=["pixelation", "tone_dark"],
+        val_split_name="val_v2",
+    )
+    with open(out / "dataset.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["split"] for r in rows} == {"val_v2"}
+    assert {r["fault"] for r in rows} <= {"none", "pixelation", "tone_dark"}
+    assert summary["recipes"] == {"set": "v2", "only_faults": ["pixelation", "tone_dark"]}
+    assert summary["val_split_name"] == "val_v2"
+
+
 def test_extension_build_keeps_out_of_the_other_builds_validation(tmp_path: Path) -> None:
     other = tmp_path / "first"
     other.mkdir()
