@@ -471,8 +471,9 @@ class ValidationSources:
     @classmethod
     def of_build(cls, build_dir: Path) -> ValidationSources:
         summary = json.loads((build_dir / "build_summary.json").read_text())
+        val_name = summary.get("val_split_name", "val")  # a build may name its validation rows
         with open(build_dir / "dataset.csv", newline="") as fh:
-            sources = {r["source_path"] for r in csv.DictReader(fh) if r["split"] == "val"}
+            sources = {r["source_path"] for r in csv.DictReader(fh) if r["split"] == val_name}
         return cls(frozenset(summary.get("val_dermnet_conditions", [])), frozenset(sources))
 
     def __contains__(self, source_path: object) -> bool:

@@ -128,6 +128,13 @@ def test_extension_build_keeps_out_of_the_other_builds_validation(tmp_path: Path
     assert "dermnet/eczema/e1.jpg" not in other_val
     # a condition name elsewhere in the path is not a DermNet condition folder
     assert "fuseg/psoriasis/x.png" not in other_val
+    # a build that wrote its validation rows under another split name
+    (other / "build_summary.json").write_text('{"val_split_name": "val_v2"}')
+    with open(other / "dataset.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "split", "source_path"])
+        writer.writeheader()
+        writer.writerow({"image": "c.jpg", "split": "val_v2", "source_path": "fuseg/images/v2.png"})
+    assert "fuseg/images/v2.png" in build_data.ValidationSources.of_build(other)
 
 
 def test_recipe_set_v1_is_frozen_and_v2_adds_the_new_families() -> None:
