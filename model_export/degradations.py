@@ -467,16 +467,24 @@ def jpeg_compression(
     return Degraded(out, "jpeg", [("compression", ssim_loss(image, out))], {"quality": quality})
 
 
+def _shrink(image: np.ndarray, s: float) -> tuple[np.ndarray, float]:
+    """The too-few-pixels step shared by :func:`resolution_loss` and :func:`pixelation`: the image
+    area-averaged down by ``scale`` = 2^(-3.3 s) (1..0.1; at least 8 px a side) and that scale."""
+    h, w = image.shape[:2]
+    scale = 2.0 ** (-3.3 * s)
+    small = cv2.resize(
+        image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    return small, scale
+
+
 def resolution_loss(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
     """Too few pixels (small sensor / digital zoom / thumbnail): down-sample by 1..0.1 with area
     averaging, then back up to the frame size (bilinear or bicubic, as viewers do)."""
     h, w = image.shape[:2]
-    scale = 2.0 ** (-3.3 * s)
-    small = cv2.resize(
-        image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
+    small, scale = _shrink(image, s)
     interp = cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC
     out = cv2.resize(small, (w, h), interpolation=interp)
     return Degraded(
@@ -496,10 +504,7 @@ def pixelation(
     differs, and its hard block edges look sharp to a detail measure that smooth blur does not
     fool."""
     h, w = image.shape[:2]
-    scale = 2.0 ** (-3.3 * s)
-    small = cv2.resize(
-        image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
+    small, scale = _shrink(image, s)
     quality = int(rng.integers(70, 93))
     out = jpeg_roundtrip(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST), quality)
     return Degraded(

@@ -75,19 +75,20 @@ def test_every_fault_keeps_size_dtype_and_has_no_flat_border(
             assert not has_constant_border(result.image), name
 
 
+def _lap_var(img: np.ndarray) -> float:
+    """Variance of the grey image's Laplacian (raw, not the log the baseline reports)."""
+    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
 def _apply(name: str, image: np.ndarray, s: float, mask: np.ndarray | None = None) -> np.ndarray:
     return deg.FAULTS[name](image, s, np.random.default_rng(3), mask).image
 
 
 def test_blur_and_motion_lower_laplacian_variance(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, _ = photo
-
-    def lap_var(img: np.ndarray) -> float:
-        return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
-
     for name in ("defocus", "motion", "resolution"):
-        mild, strong = lap_var(_apply(name, image, 0.3)), lap_var(_apply(name, image, 0.9))
-        assert strong < mild < lap_var(image), name
+        mild, strong = _lap_var(_apply(name, image, 0.3)), _lap_var(_apply(name, image, 0.9))
+        assert strong < mild < _lap_var(image), name
 
 
 def test_defocus_psf_is_a_normalised_disc() -> None:
@@ -187,10 +188,6 @@ def test_faults_are_deterministic_given_the_seed(photo: tuple[np.ndarray, np.nda
 def test_srgb_linear_roundtrip() -> None:
     values = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)
     assert np.array_equal(deg.linear_to_srgb(deg.srgb_to_linear(values)), values)
-
-
-def _lap_var(img: np.ndarray) -> float:
-    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
 
 def test_pixelation_is_blocky_where_resolution_loss_is_smooth(
