@@ -144,12 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
 
-    from model_export import baselines, build_data, reason_eval
+    from model_export import baselines, build_data, ceiling, reason_eval
 
     build_data.add_parser(sub)
     build_data.add_sample_parser(sub)
     baselines.add_parser(sub)
     reason_eval.add_parser(sub)
+    ceiling.add_parser(sub)
     return parser
 
 
