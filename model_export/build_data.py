@@ -59,6 +59,8 @@ P_COMBO = 0.20
 # enlargement / tone families that the rated photos showed the v1 mix lacked: a nearest-neighbour
 # enlargement (v1 only had smooth ones, which the model learnt as blur; blocky pixelated photos
 # passed), darkening by a tone curve without extra noise, and washout by sRGB gain + offset.
+# v3 adds two everyday faults no earlier set or rated photo had, chosen for plausibility and not
+# from any validation result: a shadow cast across the subject and a smudged (hazy) lens.
 RECIPE_SETS: dict[str, dict[str, float]] = {
     "v1": {
         "defocus": 1.2,
@@ -76,6 +78,7 @@ RECIPE_SETS: dict[str, dict[str, float]] = {
     },
 }
 RECIPE_SETS["v2"] = {**RECIPE_SETS["v1"], "pixelation": 0.6, "tone_dark": 0.6, "levels_bright": 0.6}
+RECIPE_SETS["v3"] = {**RECIPE_SETS["v2"], "cast_shadow": 0.6, "lens_haze": 0.6}
 DEFAULT_RECIPES = "v2"
 DERMNET_SHARE = 0.55
 OVERSAMPLE = 1.08  # screened-out originals are dropped; plan a few extra items

@@ -827,6 +827,122 @@ def obstruction(
     )
 
 
+def _subject_region(mask: np.ndarray | None, h: int, w: int) -> np.ndarray:
+    """Boolean ``[H, W]``: the lesion where its mask is known, else the middle half of the frame
+    in each direction (where a photographer puts the subject)."""
+    if mask is not None and np.any(mask > 0):
+        return np.asarray(mask > 0)
+    region = np.zeros((h, w), bool)
+    region[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+    return region
+
+
+def region_stops(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> float:
+    """Signed exposure change in stops of the mean linear luminance inside ``region``."""
+    lb, la = luminance(before)[region], luminance(after)[region]
+    return math.log2((float(la.mean()) + 1e-4) / (float(lb.mean()) + 1e-4))
+
+
+def cast_shadow(
+    image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> Degraded:
+    """A shadow across the subject: the phone, a hand or the photographer's head between the
+    room light and the skin. In linear light the shadowed side keeps 2^-(0.5..4) of its light
+    (the ambient fill), behind a wobbly edge with a penumbra 0.5..4.5 % of the frame wide; the
+    camera's auto-exposure makes up part of the lost light (the lit side may clip), then its JPEG.
+    Strength is the exposure drop of the lesion (mask) or of the middle of the frame, on the same
+    curve as :func:`low_light`; newly clipped highlights count as washout."""
+    h, w = image.shape[:2]
+    stops = 0.5 + 3.5 * s**1.1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    box = _lesion_box(mask)
+    # the edge passes beside the subject so the shadow usually covers it (3 in 4)
+    cx, cy = (box[0], box[1]) if box is not None else (w / 2, h / 2)
+    theta = rng.uniform(0, 2 * math.pi)
+    nx, ny = math.cos(theta), math.sin(theta)
+    offset = rng.uniform(0.05, 0.35) * max(h, w) * (1 if rng.random() < 0.75 else -1)
+    signed = (xx - cx) * nx + (yy - cy) * ny + offset  # > 0: in shadow
+    signed += 0.06 * max(h, w) * _smooth_field((h, w), 0.2 * max(h, w), rng)  # not a ruler edge
+    penumbra = (0.005 + 0.04 * rng.random()) * max(h, w)
+    shadow = cv2.GaussianBlur((signed > 0).astype(np.float32), (0, 0), penumbra)
+    lin = srgb_to_linear(image)
+    out_lin = lin * (1.0 - shadow * (1.0 - 2.0**-stops))[:, :, None]
+    lost = math.log2(float(lin.mean()) / max(float(out_lin.mean()), 1e-6))
+    out_lin *= 2.0 ** (rng.uniform(0.0, 0.6) * lost)  # auto-exposure makes up part of it
+    quality = int(rng.integers(80, 95))
+    out = jpeg_roundtrip(linear_to_srgb(out_lin), quality)
+    subject_stops = -region_stops(image, out, _subject_region(mask, h, w))
+    new_clip = max(0.0, clipped_fraction(out) - clipped_fraction(image))
+    return Degraded(
+        out,
+        "cast_shadow",
+        [("dark", max(0.0, subject_stops)), ("bright", new_clip)],
+        {
+            "stops": round(stops, 2),
+            "covered": round(float(np.mean(shadow > 0.5)), 3),
+            "penumbra": round(penumbra, 1),
+            "camera_jpeg_q": quality,
+        },
+    )
+
+
+def _detail_energy(grey: np.ndarray) -> float:
+    lap = cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 0.8), cv2.CV_32F)
+    return float(np.mean(lap * lap)) + 1e-6
+
+
+def equivalent_blur_sigma(before: np.ndarray, after: np.ndarray) -> float:
+    """Sigma (pixels at a 640-pixel long side) of the Gaussian blur that leaves ``before`` as
+    little fine detail (Laplacian energy) as ``after`` has: a blur strength for faults whose
+    PSF is not a simple kernel. 0 when ``after`` has as much detail."""
+    grey_b = cv2.cvtColor(before, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey_a = cv2.cvtColor(after, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    base = _detail_energy(grey_b)
+    target = _detail_energy(grey_a) / base
+    if target >= 1.0:
+        return 0.0
+    lo, hi = 0.0, 30.0 * _scale(before)
+    for _ in range(18):  # detail falls monotonically with sigma
+        mid = 0.5 * (lo + hi)
+        if _detail_energy(cv2.GaussianBlur(grey_b, (0, 0), mid)) / base > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi) / _scale(before)
+
+
+def lens_haze(
+    image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> Degraded:
+    """A smudged lens (skin grease, a fingerprint): part of the light (8..80 %, uneven over the
+    frame) is scattered into a wide halo, which veils the picture and lowers its contrast, and
+    what stays focused is slightly softened; in linear light, then the camera's JPEG. Strength is
+    the blur that removes as much fine detail (:func:`equivalent_blur_sigma`) on the defocus
+    curve: the veil's loss of contrast is not scored on its own (no rated photo shows it)."""
+    h, w = image.shape[:2]
+    veil = 0.08 + 0.72 * s**1.2
+    uneven = veil * (0.7 + 0.3 * _smooth_field((h, w), 0.3 * max(h, w), rng))
+    halo_sigma = rng.uniform(0.04, 0.12) * max(h, w)
+    soft_sigma = (0.3 + 3.2 * s**1.2) * _scale(image)
+    lin = srgb_to_linear(image)
+    focused = cv2.GaussianBlur(lin, (0, 0), soft_sigma)
+    halo = cv2.GaussianBlur(lin, (0, 0), halo_sigma)
+    a = uneven[:, :, None]
+    quality = int(rng.integers(80, 95))
+    out = jpeg_roundtrip(linear_to_srgb((1 - a) * focused + a * halo), quality)
+    return Degraded(
+        out,
+        "lens_haze",
+        [("blur", equivalent_blur_sigma(image, out))],
+        {
+            "veil": round(veil, 3),
+            "halo_sigma": round(halo_sigma, 1),
+            "soft_sigma": round(soft_sigma, 2),
+            "camera_jpeg_q": quality,
+        },
+    )
+
+
 def xx_yy_sum(h: int, w: int) -> np.ndarray:
     """(x + y) and (x - y) cross-hatch phase ``[H, W]`` for a simple weave texture."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -852,6 +968,9 @@ FAULTS: dict[str, FaultFn] = {
     "pixelation": pixelation,
     "tone_dark": tone_dark,
     "levels_bright": levels_bright,
+    # recipe set v3
+    "cast_shadow": cast_shadow,
+    "lens_haze": lens_haze,
 }
 
 # Faults that really happen together (order = order of application: scene/optics, then sensor,

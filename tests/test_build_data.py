@@ -180,3 +180,10 @@ def test_build_refuses_unknown_recipe_sets_and_faults(tmp_path: Path) -> None:
         build_data.build(tmp_path, tmp_path / "out", recipes="v9")
     with pytest.raises(ValueError, match="not in recipe set v1"):
         build_data.build(tmp_path, tmp_path / "out", recipes="v1", only_faults=["pixelation"])
+
+
+def test_recipe_set_v3_adds_shadow_and_haze_on_top_of_v2() -> None:
+    v2, v3 = build_data.RECIPE_SETS["v2"], build_data.RECIPE_SETS["v3"]
+    assert set(v3) - set(v2) == {"cast_shadow", "lens_haze"}
+    assert all(v3[name] == weight for name, weight in v2.items())
+    assert all(name in deg.FAULTS for name in v3)

@@ -231,3 +231,54 @@ def test_levels_bright_washes_out_with_severity(photo: tuple[np.ndarray, np.ndar
     out = deg.FAULTS["levels_bright"](image, 1.0, np.random.default_rng(0), None).image
     assert deg.luminance(out).mean() > deg.luminance(image).mean()
     assert deg.clipped_fraction(out) > deg.clipped_fraction(image)
+
+
+def test_cast_shadow_darkens_the_lesion_behind_a_soft_edge(
+    photo: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, mask = photo
+    lesion = mask > 0
+    found_covering = False
+    for seed in range(8):
+        result = deg.FAULTS["cast_shadow"](image, 0.8, np.random.default_rng(seed), mask)
+        dark = dict(result.components)["dark"]
+        measured = -deg.region_stops(image, result.image, lesion)
+        # the strength is the lesion's own exposure drop (never negative)
+        assert dark == pytest.approx(max(0.0, measured), abs=1e-6)
+        if dark > 1.0:
+            found_covering = True
+            # the penumbra: no jump between neighbouring pixels anywhere near a hard cut's size
+            grey = cv2.cvtColor(result.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            smooth = cv2.GaussianBlur(grey, (0, 0), 2.0)
+            assert float(np.abs(np.diff(smooth, axis=1)).max()) < 40
+    assert found_covering  # most shadows fall on the subject
+    mild = deg.FAULTS["cast_shadow"](image, 0.1, np.random.default_rng(0), mask)
+    strong = deg.FAULTS["cast_shadow"](image, 1.0, np.random.default_rng(0), mask)
+    assert strong.params["stops"] > mild.params["stops"]
+    assert dict(strong.components)["dark"] > dict(mild.components)["dark"]
+
+
+def test_lens_haze_veils_and_softens_with_severity(photo: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = photo
+    results = [
+        deg.FAULTS["lens_haze"](image, s, np.random.default_rng(0), None) for s in (0.1, 0.5, 1.0)
+    ]
+    blurs = [dict(r.components)["blur"] for r in results]
+    assert 0 < blurs[0] < blurs[1] < blurs[2]
+    contrast = [float(cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY).std()) for r in results]
+    assert contrast[2] < contrast[0] < float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).std())
+    # the veil is light scattered from elsewhere: mean luminance barely moves
+    assert deg.luminance(results[2].image).mean() == pytest.approx(
+        deg.luminance(image).mean(), rel=0.15
+    )
+
+
+def test_equivalent_blur_sigma_recovers_a_gaussian_blur(
+    photo: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, _ = photo
+    assert deg.equivalent_blur_sigma(image, image) == 0.0
+    scale = max(image.shape[:2]) / 640.0
+    for sigma in (1.0, 2.5):
+        blurred = cv2.GaussianBlur(image, (0, 0), sigma * scale)
+        assert deg.equivalent_blur_sigma(image, blurred) == pytest.approx(sigma, rel=0.15)
