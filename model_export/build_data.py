@@ -79,7 +79,7 @@ RECIPE_SETS: dict[str, dict[str, float]] = {
 }
 RECIPE_SETS["v2"] = {**RECIPE_SETS["v1"], "pixelation": 0.6, "tone_dark": 0.6, "levels_bright": 0.6}
 RECIPE_SETS["v3"] = {**RECIPE_SETS["v2"], "cast_shadow": 0.6, "lens_haze": 0.6}
-DEFAULT_RECIPES = "v2"
+DEFAULT_RECIPES = "v3"
 DERMNET_SHARE = 0.55
 OVERSAMPLE = 1.08  # screened-out originals are dropped; plan a few extra items
 

@@ -108,7 +108,7 @@ def test_single_fault_build_as_a_separate_validation_set(shared_dir: Path, tmp_p
         rows = list(csv.DictReader(fh))
     assert rows and {r["split"] for r in rows} == {"val_v2"}
     assert {r["fault"] for r in rows} <= {"none", "pixelation", "tone_dark"}
-    assert summary["recipes"] == {"set": "v2", "only_faults": ["pixelation", "tone_dark"]}
+    assert summary["recipes"] == {"set": "v3", "only_faults": ["pixelation", "tone_dark"]}
     assert summary["val_split_name"] == "val_v2"
 
 
