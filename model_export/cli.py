@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON {reason: threshold} from 'reason-f1 --tune-on val --save-thresholds'",
     )
     export.add_argument(
+        "--int8-threshold",
+        choices=("fp32", "youden"),
+        default="fp32",
+        help="the int8 file's accept threshold: the fp32 model's, or its own Youden threshold on "
+        "its validation scores (the check images; use with --max-check-images 0)",
+    )
+    export.add_argument(
         "--stream-chunk",
         type=int,
         default=1,
@@ -242,6 +249,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 if args.reason_thresholds
                 else None
             ),
+            int8_threshold=args.int8_threshold,
             progress=progress,
         )
         print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")

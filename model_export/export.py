@@ -45,7 +45,7 @@ from desktop_app.core.model_meta import (
 from model_export.config import TrainConfig
 from model_export.evaluate import evaluate_run, load_eval_dataset
 from model_export.features import tile_image
-from model_export.metrics import roc_auc
+from model_export.metrics import confusion_at, roc_auc, youden_threshold
 from model_export.model import PatchMILQualityNet
 from model_export.streaming import write_streamed
 from model_export.train import TrainingError, load_checkpoint, model_from_checkpoint
@@ -322,6 +322,22 @@ def fold_reason_thresholds(
             head.bias[i] -= math.log(t / (1.0 - t))
 
 
+def int8_operating_point(
+    labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """The int8 file's own threshold and its validation rates there (``labels``, ``scores``
+    ``[M]``)."""
+    c = confusion_at(labels, scores, threshold)
+    return {
+        "value": float(threshold),
+        "n": len(labels),
+        "sensitivity": c.sensitivity,
+        "specificity": c.specificity,
+        "ppv": c.ppv,
+        "npv": c.npv,
+    }
+
+
 def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """The ``score`` output for each (patches, positions) bag."""
     session = _session(path)
@@ -344,9 +360,14 @@ def export_run(
     fp32_first_convs: int = 0,
     stream_chunk: int = 1,
     reason_thresholds: dict[str, float] | None = None,
+    int8_threshold: str = "fp32",
     progress: bool = True,
 ) -> ExportResult:
     """Export a run (evaluating it first when ``eval/report.json`` is missing).
+
+    ``int8_threshold``: ``"fp32"`` gives the int8 file the fp32 model's Youden threshold;
+    ``"youden"`` chooses its own on its validation scores (the check images), for when
+    quantisation shifts the scores enough to move the operating point.
 
     ``stream_chunk``: patches per trunk pass in the shipped graphs (0: one pass over the bag).
     ``reason_thresholds``: per-reason decision thresholds (from ``reason-f1 --tune-on val``)
@@ -354,6 +375,8 @@ def export_run(
     """
     from tqdm import tqdm
 
+    if int8_threshold not in ("fp32", "youden"):
+        raise ValueError(f"int8_threshold must be 'fp32' or 'youden', not {int8_threshold!r}")
     run_dir = Path(run_dir)
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     config = TrainConfig.from_dict(payload["config"])
@@ -470,10 +493,21 @@ def export_run(
                     "fp32_first_convs": fp32_first_convs,
                 },
             )
+            if int8_threshold == "youden":
+                threshold_int8, _ = youden_threshold(labels, scores_int8)
+                extra["int8_threshold"] = int8_operating_point(labels, scores_int8, threshold_int8)
         meta = build_meta(payload, report, "fp32", extra)
         set_metadata(fp32_tmp, meta)
         if int8_tmp is not None:
-            set_metadata(int8_tmp, replace(meta, precision="int8"))
+            int8_meta = replace(meta, precision="int8")
+            if "int8_threshold" in extra:
+                decision = replace(
+                    meta.decision,
+                    threshold=extra["int8_threshold"]["value"],
+                    method="youden on the int8 file's validation scores",
+                )
+                int8_meta = replace(int8_meta, decision=decision)
+            set_metadata(int8_tmp, int8_meta)
         torch_tmp = tmp / f"{name}-torch.pt"
         torch.save(
             {
@@ -570,6 +604,14 @@ def model_card(
     else:
         int8_line = "- no int8 model was exported."
     per_pass = int(checks.get("trunk_patches_per_pass", 0))
+    own = checks.get("int8_threshold")
+    if own:
+        int8_line += (
+            f"\n- the int8 file's own threshold: {own['value']:.4f} (Youden on its scores of "
+            f"{own['n']} validation images; the fp32 file keeps {meta.decision.threshold:.4f}): "
+            f"sensitivity {own['sensitivity']:.3f}, specificity {own['specificity']:.3f}, "
+            f"PPV {own['ppv']:.3f}, NPV {own['npv']:.3f} there."
+        )
     tuned = checks.get("reason_thresholds")
     reason_line = (
         "- reason outputs: each reason's F1-best threshold on validation "

@@ -148,6 +148,26 @@ def test_export_refuses_a_failing_model(exported: Path, tmp_path: Path) -> None:
     assert not list((tmp_path / "refused").glob("*.onnx"))
 
 
+def test_int8_file_can_take_its_own_youden_threshold(exported: Path, tmp_path: Path) -> None:
+    from model_export.export import export_run
+
+    default_int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", "cpu")
+    default_fp32 = QualityEngine(exported / "export" / "tiny-fp32.onnx", "cpu")
+    assert default_int8.threshold == default_fp32.threshold  # the default: one threshold
+
+    result = export_run(exported, tmp_path / "own", int8_threshold="youden", progress=False)
+    assert result.int8_path is not None
+    fp32, int8 = QualityEngine(result.fp32_path, "cpu"), QualityEngine(result.int8_path, "cpu")
+    own = int8.meta.validation_metrics["int8_threshold"]
+    assert int8.threshold == pytest.approx(own["value"])
+    assert int8.meta.decision.method.startswith("youden on the int8")
+    assert fp32.threshold == pytest.approx(default_fp32.threshold)
+    assert 0.0 <= own["specificity"] <= 1.0 and 0.0 <= own["sensitivity"] <= 1.0
+    assert "the int8 file's own threshold" in result.card_path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="int8_threshold"):
+        export_run(exported, tmp_path / "bad", int8_threshold="median", progress=False)
+
+
 def test_resume_continues_identically(exported: Path, workdir: Path) -> None:
     config = load_config(workdir / "config.toml", {"out_dir": str(workdir / "resumed")})
     train(config, progress=False, stop_after_epoch=2)
