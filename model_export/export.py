@@ -631,8 +631,12 @@ def model_card(
         "",
         f"Created {meta.created_utc} by `skin-capture-model export`. Files: "
         f"`{file_stem or meta.model_name}-fp32.onnx`, `{file_stem or meta.model_name}-int8.onnx` "
-        "(same metadata, "
-        "precision differs), this card.",
+        + (
+            f"(same metadata, except precision and the int8 file's own threshold "
+            f"{own['value']:.4f}), this card."
+            if own
+            else "(same metadata, precision differs), this card."
+        ),
         "",
         "## Intended use",
         "",
@@ -641,7 +645,13 @@ def model_card(
         "still there. The score is the probability that a rater would call the photo at least "
         f'"{acceptable}" (level {meta.ordinal.acceptable_level} of {meta.ordinal.k}); **Submit** '
         f"is enabled when `score >= {meta.decision.threshold:.4f}` (Youden threshold chosen on "
-        "the validation split). It judges *capture quality* (focus, motion, exposure, colour, "
+        "the validation split"
+        + (
+            f"; the int8 file, which the app runs on a CPU, uses its own, {own['value']:.4f}"
+            if own
+            else ""
+        )
+        + "). It judges *capture quality* (focus, motion, exposure, colour, "
         "framing, distance, obstruction), **not** the disease: it is not a diagnostic device and "
         "must not be used to triage patients.",
         "",

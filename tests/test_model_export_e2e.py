@@ -163,7 +163,9 @@ def test_int8_file_can_take_its_own_youden_threshold(exported: Path, tmp_path: P
     assert int8.meta.decision.method.startswith("youden on the int8")
     assert fp32.threshold == pytest.approx(default_fp32.threshold)
     assert 0.0 <= own["specificity"] <= 1.0 and 0.0 <= own["sensitivity"] <= 1.0
-    assert "the int8 file's own threshold" in result.card_path.read_text(encoding="utf-8")
+    card = result.card_path.read_text(encoding="utf-8")
+    assert "the int8 file's own threshold" in card
+    assert f"uses its own, {own['value']:.4f}" in card  # the intended-use line names both
     with pytest.raises(ValueError, match="int8_threshold"):
         export_run(exported, tmp_path / "bad", int8_threshold="median", progress=False)
 
