@@ -867,7 +867,7 @@ def cast_shadow(
     shadow = cv2.GaussianBlur((signed > 0).astype(np.float32), (0, 0), penumbra)
     lin = srgb_to_linear(image)
     out_lin = lin * (1.0 - shadow * (1.0 - 2.0**-stops))[:, :, None]
-    lost = math.log2(float(lin.mean()) / max(float(out_lin.mean()), 1e-6))
+    lost = math.log2(max(float(lin.mean()), 1e-6) / max(float(out_lin.mean()), 1e-6))
     out_lin *= 2.0 ** (rng.uniform(0.0, 0.6) * lost)  # auto-exposure makes up part of it
     quality = int(rng.integers(80, 95))
     out = jpeg_roundtrip(linear_to_srgb(out_lin), quality)

@@ -282,3 +282,11 @@ def test_equivalent_blur_sigma_recovers_a_gaussian_blur(
     for sigma in (1.0, 2.5):
         blurred = cv2.GaussianBlur(image, (0, 0), sigma * scale)
         assert deg.equivalent_blur_sigma(image, blurred) == pytest.approx(sigma, rel=0.15)
+
+
+def test_shadow_and_haze_accept_a_black_frame() -> None:
+    black = np.zeros((H, W, 3), np.uint8)
+    for name in ("cast_shadow", "lens_haze"):
+        result = deg.FAULTS[name](black, 0.7, np.random.default_rng(0), None)
+        assert result.image.shape == black.shape
+        assert all(np.isfinite(x) for _, x in result.components)
