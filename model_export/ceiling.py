@@ -110,6 +110,8 @@ def label_ceiling(
         raise CeilingError(f"no rater model at {model_path} (build-data writes it beside the CSV)")
     model = RaterModel.from_json(model_path.read_text(encoding="utf-8"))
     rows = _read_rows(dataset_csv)
+    for row in rows:
+        row["drops"] = reason_drops(model, row["components"])
     wanted = splits or sorted({r["split"] for r in rows})
     report: dict[str, dict[str, dict[str, Any]]] = {}
     for split in wanted:
@@ -121,11 +123,10 @@ def label_ceiling(
             sub = [r for r in in_split if cohort == "all" or r["cohort"] == cohort]
             labels = np.array([r["label"] for r in sub])
             mus = np.array([r["mu"] for r in sub])
-            drops = [reason_drops(model, r["components"]) for r in sub]
             reasons: dict[str, dict[str, Any]] = {}
             for reason in REASONS:
                 truth = np.array([r["reasons"][reason] for r in sub])
-                f1, threshold = best_f1(np.array([d[reason] for d in drops]), truth)
+                f1, threshold = best_f1(np.array([r["drops"][reason] for r in sub]), truth)
                 reasons[reason] = {
                     "f1": f1,
                     "drop_threshold": threshold,

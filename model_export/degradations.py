@@ -133,11 +133,15 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # full-reference strength measures (shared with the rater calibration on rated/)
 # ---------------------------------------------------------------------------------------------
-def exposure_stops(before: np.ndarray, after: np.ndarray) -> float:
-    """Signed exposure change in stops from mean linear luminance (negative = darker)."""
-    return math.log2(
-        (float(luminance(after).mean()) + 1e-4) / (float(luminance(before).mean()) + 1e-4)
-    )
+def exposure_stops(
+    before: np.ndarray, after: np.ndarray, region: np.ndarray | None = None
+) -> float:
+    """Signed exposure change in stops from mean linear luminance (negative = darker), over the
+    whole frame or inside the boolean ``region`` ``[H, W]``."""
+    lb, la = luminance(before), luminance(after)
+    if region is not None:
+        lb, la = lb[region], la[region]
+    return math.log2((float(la.mean()) + 1e-4) / (float(lb.mean()) + 1e-4))
 
 
 def clipped_fraction(image: np.ndarray) -> float:
@@ -837,12 +841,6 @@ def _subject_region(mask: np.ndarray | None, h: int, w: int) -> np.ndarray:
     return region
 
 
-def region_stops(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> float:
-    """Signed exposure change in stops of the mean linear luminance inside ``region``."""
-    lb, la = luminance(before)[region], luminance(after)[region]
-    return math.log2((float(la.mean()) + 1e-4) / (float(lb.mean()) + 1e-4))
-
-
 def cast_shadow(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
@@ -871,7 +869,7 @@ def cast_shadow(
     out_lin *= 2.0 ** (rng.uniform(0.0, 0.6) * lost)  # auto-exposure makes up part of it
     quality = int(rng.integers(80, 95))
     out = jpeg_roundtrip(linear_to_srgb(out_lin), quality)
-    subject_stops = -region_stops(image, out, _subject_region(mask, h, w))
+    subject_stops = -exposure_stops(image, out, _subject_region(mask, h, w))
     new_clip = max(0.0, clipped_fraction(out) - clipped_fraction(image))
     return Degraded(
         out,

@@ -242,7 +242,7 @@ def test_cast_shadow_darkens_the_lesion_behind_a_soft_edge(
     for seed in range(8):
         result = deg.FAULTS["cast_shadow"](image, 0.8, np.random.default_rng(seed), mask)
         dark = dict(result.components)["dark"]
-        measured = -deg.region_stops(image, result.image, lesion)
+        measured = -deg.exposure_stops(image, result.image, lesion)
         # the strength is the lesion's own exposure drop (never negative)
         assert dark == pytest.approx(max(0.0, measured), abs=1e-6)
         if dark > 1.0:
