@@ -22,7 +22,13 @@ import torch
 
 from model_export.config import TrainConfig
 from model_export.data import RatedDataset, load_datasets
-from model_export.metrics import binary_report, calibration_bins, roc_curve, youden_threshold
+from model_export.metrics import (
+    binary_report,
+    calibration_bins,
+    roc_curve,
+    youden_threshold,
+    youden_threshold_ci,
+)
 from model_export.model import PatchMILQualityNet
 from model_export.train import (
     BagData,
@@ -169,7 +175,15 @@ def evaluate_run(
                 "(or pass --threshold)"
             )
         threshold, j = youden_threshold(labels[val], scores[val])
-        threshold_info = {"value": threshold, "method": "youden", "chosen_on": "val", "youden_j": j}
+        lo, hi = youden_threshold_ci(labels[val], scores[val], n_boot=n_boot, seed=config.seed)
+        threshold_info = {
+            "value": threshold,
+            "method": "youden",
+            "chosen_on": "val",
+            "youden_j": j,
+            "ci95": [lo, hi],
+            "ci_method": f"percentile bootstrap of the validation images, {n_boot}",
+        }
     else:
         threshold_info = {"value": threshold, "method": "given", "chosen_on": None}
 
@@ -273,7 +287,10 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{metric['value']:.3f} ({lo:.3f}-{hi:.3f})"
 
     t = report["threshold"]
-    lines = [f"threshold {t['value']:.4f} ({t['method']} on {t['chosen_on']})"]
+    interval = (
+        f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}" if t.get("ci95") else ""
+    )
+    lines = [f"threshold {t['value']:.4f} ({t['method']} on {t['chosen_on']}{interval})"]
     lines.append(
         f"{'split':<22}{'cohort':<14}{'n':>5}  {'AUC (95% CI)':<22}{'sens':<22}"
         f"{'spec':<22}{'PPV':<22}{'NPV':<22}"

@@ -81,6 +81,24 @@ def youden_threshold(y_true: Any, scores: Any) -> tuple[float, float]:
     return threshold, float(j[best])
 
 
+def youden_threshold_ci(
+    y_true: Any, scores: Any, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the Youden threshold (``y_true``, ``scores``
+    ``[M]``): how far the threshold would move with another validation sample of the same size.
+
+    Youden's J is often flat near its maximum, so on a few hundred images the interval can be
+    wide even where sensitivity and specificity are not: a reason to re-check the threshold on
+    local photos, and to read small differences between thresholds as noise."""
+
+    def threshold_or_nan(y: np.ndarray, s: np.ndarray) -> float:
+        if y.min() == y.max():
+            return math.nan
+        return youden_threshold(y, s)[0]
+
+    return bootstrap_ci(threshold_or_nan, y_true, scores, n_boot=n_boot, seed=seed)
+
+
 @dataclass(frozen=True)
 class Confusion:
     tp: int

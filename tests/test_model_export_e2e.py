@@ -63,6 +63,7 @@ def test_training_writes_logs_and_checkpoints(exported: Path) -> None:
 def test_evaluation_report(exported: Path) -> None:
     report = json.loads((exported / "eval" / "report.json").read_text())
     assert report["threshold"]["method"] == "youden" and report["threshold"]["chosen_on"] == "val"
+    assert len(report["threshold"]["ci95"]) == 2
     test = report["splits"]["test"]
     for key in ("auc", "sensitivity", "specificity", "ppv", "npv"):
         assert len(test["all"][key]["ci95"]) == 2

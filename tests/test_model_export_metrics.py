@@ -19,6 +19,7 @@ from model_export.metrics import (
     roc_curve,
     wilson_ci,
     youden_threshold,
+    youden_threshold_ci,
 )
 
 
@@ -108,3 +109,26 @@ def test_binary_report_fields() -> None:
     assert report["auc"]["value"] == pytest.approx(
         roc_auc_score([1, 1, 0, 0, 1], [0.9, 0.6, 0.4, 0.7, 0.8])
     )
+
+
+def test_youden_threshold_interval_holds_the_true_cut_point_and_narrows() -> None:
+    # good ~ N(1.2, 1), poor ~ N(0, 1): J is maximal at the midpoint, 0.6
+    def interval(n: int) -> tuple[float, float, float]:
+        rng = np.random.default_rng(n)
+        y = (rng.random(n) < 0.6).astype(int)
+        s = rng.normal(loc=1.2 * y, scale=1.0)
+        lo, hi = youden_threshold_ci(y, s, n_boot=200, seed=0)
+        return lo, youden_threshold(y, s)[0], hi
+
+    lo_small, point_small, hi_small = interval(80)
+    lo_big, point_big, hi_big = interval(20000)
+    assert lo_small <= point_small <= hi_small and lo_big <= point_big <= hi_big
+    assert lo_big <= 0.6 <= hi_big
+    # the argmax of a flat J converges slowly (about n^(-1/3)), but it does converge
+    assert hi_big - lo_big < 0.7 * (hi_small - lo_small)
+
+
+def test_youden_threshold_interval_is_nan_without_both_classes() -> None:
+    lo, hi = youden_threshold_ci(np.ones(30, int), np.linspace(0, 1, 30), n_boot=50)
+    assert math.isnan(lo) and math.isnan(hi)
+
