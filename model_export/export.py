@@ -338,6 +338,27 @@ def int8_operating_point(
     }
 
 
+def decision_agreement(
+    labels: np.ndarray, accepted_fp32: np.ndarray, accepted_int8: np.ndarray
+) -> dict[str, Any]:
+    """How often the int8 file makes the fp32 model's accept/reject decision (``labels`` 1 = good,
+    decisions bool, all ``[M]``), and where it differs: quantisation moves every score a little,
+    which matters only where it flips a decision."""
+    good = labels == 1
+    only_int8 = accepted_int8 & ~accepted_fp32
+    only_fp32 = accepted_fp32 & ~accepted_int8
+    same = int(np.sum(accepted_int8 == accepted_fp32))
+    return {
+        "n": len(labels),
+        "same": same,
+        "share": same / len(labels) if len(labels) else math.nan,
+        "int8_only_accepts": int(only_int8.sum()),
+        "int8_only_accepts_poor": int((only_int8 & ~good).sum()),
+        "int8_only_rejects": int(only_fp32.sum()),
+        "int8_only_rejects_good": int((only_fp32 & good).sum()),
+    }
+
+
 def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """The ``score`` output for each (patches, positions) bag."""
     session = _session(path)
@@ -496,6 +517,12 @@ def export_run(
             if int8_threshold == "youden":
                 threshold_int8, _ = youden_threshold(labels, scores_int8)
                 extra["int8_threshold"] = int8_operating_point(labels, scores_int8, threshold_int8)
+            threshold_fp32 = float(report["threshold"]["value"])
+            extra["int8_decision_agreement"] = decision_agreement(
+                labels,
+                scores_fp32 >= threshold_fp32,
+                scores_int8 >= extra.get("int8_threshold", {}).get("value", threshold_fp32),
+            )
         meta = build_meta(payload, report, "fp32", extra)
         set_metadata(fp32_tmp, meta)
         if int8_tmp is not None:
@@ -612,6 +639,16 @@ def model_card(
             f"sensitivity {own['sensitivity']:.3f}, specificity {own['specificity']:.3f}, "
             f"PPV {own['ppv']:.3f}, NPV {own['npv']:.3f} there."
         )
+    agreement = checks.get("int8_decision_agreement")
+    if agreement:
+        int8_line += (
+            f"\n- decisions: the int8 file at its threshold decides as the fp32 model at its own "
+            f"on {agreement['same']} of {agreement['n']} validation images "
+            f"({agreement['share']:.1%}); it accepts {agreement['int8_only_accepts']} that fp32 "
+            f"rejects ({agreement['int8_only_accepts_poor']} of them poor) and rejects "
+            f"{agreement['int8_only_rejects']} that fp32 accepts "
+            f"({agreement['int8_only_rejects_good']} of them good)."
+        )
     tuned = checks.get("reason_thresholds")
     reason_line = (
         "- reason outputs: each reason's F1-best threshold on validation "
@@ -697,7 +734,14 @@ def model_card(
         "",
         "## Metrics",
         "",
-        f"Threshold {t['value']:.4f} ({t['method']}, chosen on {t['chosen_on']}). Positive class "
+        f"Threshold {t['value']:.4f} ({t['method']}, chosen on {t['chosen_on']}"
+        + (
+            f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}: where the "
+            "threshold could land with another validation sample of the same size"
+            if t.get("ci95")
+            else ""
+        )
+        + "). Positive class "
         "= good photo. AUC: percentile bootstrap 95 % CI; other rates: Wilson 95 % CI. "
         "n = images (good/poor). Validation metrics are optimistic (epoch and threshold were "
         "chosen there).",

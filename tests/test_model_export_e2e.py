@@ -166,6 +166,10 @@ def test_int8_file_can_take_its_own_youden_threshold(exported: Path, tmp_path: P
     assert 0.0 <= own["specificity"] <= 1.0 and 0.0 <= own["sensitivity"] <= 1.0
     card = result.card_path.read_text(encoding="utf-8")
     assert "the int8 file's own threshold" in card
+    agreement = int8.meta.validation_metrics["int8_decision_agreement"]
+    flips = agreement["int8_only_accepts"] + agreement["int8_only_rejects"]
+    assert agreement["same"] + flips == agreement["n"] == own["n"]
+    assert f"on {agreement['same']} of {agreement['n']} validation images" in card
     assert f"uses its own, {own['value']:.4f}" in card  # the intended-use line names both
     with pytest.raises(ValueError, match="int8_threshold"):
         export_run(exported, tmp_path / "bad", int8_threshold="median", progress=False)

@@ -132,3 +132,20 @@ def test_youden_threshold_interval_is_nan_without_both_classes() -> None:
     lo, hi = youden_threshold_ci(np.ones(30, int), np.linspace(0, 1, 30), n_boot=50)
     assert math.isnan(lo) and math.isnan(hi)
 
+
+def test_decision_agreement_counts_each_kind_of_flip() -> None:
+    from model_export.export import decision_agreement
+
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    fp32 = np.array([True, True, False, False, False, True])
+    int8 = np.array([True, False, True, False, False, True])
+    got = decision_agreement(labels, fp32, int8)
+    assert got == {
+        "n": 6,
+        "same": 4,
+        "share": pytest.approx(4 / 6),
+        "int8_only_accepts": 1,
+        "int8_only_accepts_poor": 1,
+        "int8_only_rejects": 1,
+        "int8_only_rejects_good": 1,
+    }
