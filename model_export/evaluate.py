@@ -288,7 +288,9 @@ def format_report(report: dict[str, Any]) -> str:
 
     t = report["threshold"]
     interval = (
-        f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}" if t.get("ci95") else ""
+        f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}"
+        if all(math.isfinite(v) for v in t.get("ci95", [math.nan]))
+        else ""
     )
     lines = [f"threshold {t['value']:.4f} ({t['method']} on {t['chosen_on']}{interval})"]
     lines.append(

@@ -738,7 +738,7 @@ def model_card(
         + (
             f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}: where the "
             "threshold could land with another validation sample of the same size"
-            if t.get("ci95")
+            if all(math.isfinite(v) for v in t.get("ci95", [math.nan]))
             else ""
         )
         + "). Positive class "

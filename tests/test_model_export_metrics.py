@@ -149,3 +149,13 @@ def test_decision_agreement_counts_each_kind_of_flip() -> None:
         "int8_only_rejects": 1,
         "int8_only_rejects_good": 1,
     }
+
+
+def test_report_line_shows_the_threshold_interval_only_when_it_exists() -> None:
+    from model_export.evaluate import format_report
+
+    threshold = {"value": 0.65, "method": "youden", "chosen_on": "val", "ci95": [0.55, 0.81]}
+    shown = format_report({"threshold": threshold, "splits": {}}).splitlines()[0]
+    assert shown == "threshold 0.6500 (youden on val; 95 % bootstrap interval 0.550-0.810)"
+    threshold["ci95"] = [math.nan, math.nan]  # e.g. a validation split of one class in resamples
+    assert "interval" not in format_report({"threshold": threshold, "splits": {}})
