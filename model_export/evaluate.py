@@ -279,6 +279,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def threshold_interval_text(threshold_info: dict[str, Any]) -> str:
+    """``"95 % bootstrap interval LO-HI"`` of a report's threshold, or ``""`` when the report has
+    none or either end is undefined (NaN)."""
+    interval = threshold_info.get("ci95", [math.nan])
+    if not all(math.isfinite(v) for v in interval):
+        return ""
+    return f"95 % bootstrap interval {interval[0]:.3f}-{interval[1]:.3f}"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short plain-text table of the report (for the terminal)."""
 
@@ -287,11 +296,8 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{metric['value']:.3f} ({lo:.3f}-{hi:.3f})"
 
     t = report["threshold"]
-    interval = (
-        f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}"
-        if all(math.isfinite(v) for v in t.get("ci95", [math.nan]))
-        else ""
-    )
+    interval = threshold_interval_text(t)
+    interval = f"; {interval}" if interval else ""
     lines = [f"threshold {t['value']:.4f} ({t['method']} on {t['chosen_on']}{interval})"]
     lines.append(
         f"{'split':<22}{'cohort':<14}{'n':>5}  {'AUC (95% CI)':<22}{'sens':<22}"

@@ -43,7 +43,7 @@ from desktop_app.core.model_meta import (
     OrdinalSpec,
 )
 from model_export.config import TrainConfig
-from model_export.evaluate import evaluate_run, load_eval_dataset
+from model_export.evaluate import evaluate_run, load_eval_dataset, threshold_interval_text
 from model_export.features import tile_image
 from model_export.metrics import confusion_at, roc_auc, youden_threshold
 from model_export.model import PatchMILQualityNet
@@ -514,14 +514,13 @@ def export_run(
                     "fp32_first_convs": fp32_first_convs,
                 },
             )
+            threshold_fp32 = float(report["threshold"]["value"])
+            threshold_int8 = threshold_fp32
             if int8_threshold == "youden":
                 threshold_int8, _ = youden_threshold(labels, scores_int8)
                 extra["int8_threshold"] = int8_operating_point(labels, scores_int8, threshold_int8)
-            threshold_fp32 = float(report["threshold"]["value"])
             extra["int8_decision_agreement"] = decision_agreement(
-                labels,
-                scores_fp32 >= threshold_fp32,
-                scores_int8 >= extra.get("int8_threshold", {}).get("value", threshold_fp32),
+                labels, scores_fp32 >= threshold_fp32, scores_int8 >= threshold_int8
             )
         meta = build_meta(payload, report, "fp32", extra)
         set_metadata(fp32_tmp, meta)
@@ -598,6 +597,7 @@ def model_card(
     config = TrainConfig.from_dict(payload["config"])
     summary = payload["dataset_summary"]
     t = report["threshold"]
+    interval = threshold_interval_text(t)
     tiling = meta.tiling
     acceptable = meta.ordinal.levels[meta.ordinal.acceptable_level - 1]
     rows = []
@@ -736,9 +736,9 @@ def model_card(
         "",
         f"Threshold {t['value']:.4f} ({t['method']}, chosen on {t['chosen_on']}"
         + (
-            f"; 95 % bootstrap interval {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}: where the "
-            "threshold could land with another validation sample of the same size"
-            if all(math.isfinite(v) for v in t.get("ci95", [math.nan]))
+            f"; {interval}: where the threshold could land with another validation sample "
+            "of the same size"
+            if interval
             else ""
         )
         + "). Positive class "
