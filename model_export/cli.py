@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
         "its validation scores (the check images; use with --max-check-images 0)",
     )
     export.add_argument(
+        "--int8-distil-images",
+        type=int,
+        default=0,
+        help="distil the int8 file's head on this many training images' int8 descriptors so its "
+        "scores follow the fp32 model's (0: off; kept only if validation agrees better)",
+    )
+    export.add_argument(
+        "--model-version",
+        help="version written into the files (default: the run config's model_version)",
+    )
+    export.add_argument(
         "--stream-chunk",
         type=int,
         default=1,
@@ -250,6 +261,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 else None
             ),
             int8_threshold=args.int8_threshold,
+            int8_distil_images=args.int8_distil_images,
+            model_version=args.model_version,
             progress=progress,
         )
         print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")

@@ -24,6 +24,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -43,12 +44,18 @@ from desktop_app.core.model_meta import (
     OrdinalSpec,
 )
 from model_export.config import TrainConfig
+from model_export.distil import DistilBag, distil_head, score_gap
 from model_export.evaluate import evaluate_run, load_eval_dataset, threshold_interval_text
 from model_export.features import tile_image
 from model_export.metrics import confusion_at, roc_auc, youden_threshold
-from model_export.model import PatchMILQualityNet
-from model_export.streaming import write_streamed
-from model_export.train import TrainingError, load_checkpoint, model_from_checkpoint
+from model_export.model import PatchMILQualityNet, QualityHead
+from model_export.streaming import find_trunk_output, write_streamed
+from model_export.train import (
+    TrainingError,
+    load_checkpoint,
+    make_cache,
+    model_from_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -367,6 +374,88 @@ def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np
     )
 
 
+def onnx_descriptors(
+    path: Path, descriptor: str, bags: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> Iterator[np.ndarray]:
+    """The trunk's descriptors ``[N, D]`` of each bag, exactly as the model file ``path``
+    computes them (its tensor ``descriptor`` is added as an output of a copy)."""
+    import onnxruntime as ort
+
+    probe = onnx.load(str(path))
+    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(descriptor))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    for patches, positions in bags:
+        out = session.run([descriptor], {"patches": patches, "positions": positions})[0]
+        yield np.asarray(out, np.float32)
+
+
+def distil_int8_head(
+    model: PatchMILQualityNet,
+    int8_path: Path,
+    descriptor: str,
+    config: TrainConfig,
+    train_images: list[Path],
+    n_images: int,
+    epochs: int = 6,
+    lr: float = 1e-5,
+    progress: bool = True,
+) -> tuple[QualityHead, dict[str, Any]]:
+    """A copy of ``model.head`` fine-tuned to give, on the int8 file's descriptors of
+    ``n_images`` training images (seeded sample), what the head gives on their fp32 descriptors
+    (from the run's descriptor cache). Returns the head and what to record in the metadata."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(0)
+    chosen = [train_images[i] for i in rng.permutation(len(train_images))[:n_images]]
+    cache = make_cache(config, model.trunk, torch.device("cpu"))
+    positions_of: list[np.ndarray] = []
+
+    def tiled() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for image in tqdm(chosen, desc="int8 descriptors", disable=not progress, leave=False):
+            patches, positions, _, _ = tile_image(image, config.patch_size, config.train_grid)
+            positions_of.append(positions)
+            yield patches, positions
+
+    bags: list[DistilBag] = []
+    started = time.perf_counter()
+    for image, desc_int8 in zip(
+        chosen, onnx_descriptors(int8_path, descriptor, tiled()), strict=True
+    ):
+        fp32_bag = cache.get(image)
+        positions = positions_of[-1]
+        if fp32_bag.positions.shape != positions.shape or not np.allclose(
+            fp32_bag.positions, positions
+        ):
+            raise ExportCheckError(f"{image}: its cached fp32 bag does not match the tiling")
+        bags.append(DistilBag(desc_int8, np.asarray(fp32_bag.desc, np.float32), positions))
+    seconds_descriptors = time.perf_counter() - started
+    started = time.perf_counter()
+    result = distil_head(model.head, bags, epochs=epochs, lr=lr)
+    seconds_training = time.perf_counter() - started
+    gap_before = score_gap(model.head, model.head, bags)
+    gap_after = score_gap(model.head, result.head, bags)
+    info = {
+        "images": len(bags),
+        "epochs": epochs,
+        "lr": lr,
+        "loss": "MSE of bag ordinal, reason and patch ordinal logits against the fp32 head",
+        "epoch_losses": result.epoch_losses,
+        "train_gap_before": gap_before,
+        "train_gap_after": gap_after,
+        "seconds": {"descriptors": seconds_descriptors, "training": seconds_training},
+    }
+    return result.head, info
+
+
+def _score_gap(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    gap = np.abs(other - reference)
+    return {"rms": float(np.sqrt(np.mean(gap**2))), "max": float(gap.max())}
+
+
 def export_run(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -382,6 +471,8 @@ def export_run(
     stream_chunk: int = 1,
     reason_thresholds: dict[str, float] | None = None,
     int8_threshold: str = "fp32",
+    int8_distil_images: int = 0,
+    model_version: str | None = None,
     progress: bool = True,
 ) -> ExportResult:
     """Export a run (evaluating it first when ``eval/report.json`` is missing).
@@ -393,6 +484,11 @@ def export_run(
     ``stream_chunk``: patches per trunk pass in the shipped graphs (0: one pass over the bag).
     ``reason_thresholds``: per-reason decision thresholds (from ``reason-f1 --tune-on val``)
     folded into the reason outputs, so that the app's 0.5 cut-off applies each one.
+    ``int8_distil_images``: > 0 gives the int8 file a head distilled on that many training
+    images' int8 descriptors (:mod:`model_export.distil`), kept only when it brings the int8
+    scores closer to fp32's on validation (no labels involved).
+    ``model_version``: the version written into the files (default: the run config's), for a
+    re-export that changes the shipped files but not the trained weights.
     """
     from tqdm import tqdm
 
@@ -400,6 +496,8 @@ def export_run(
         raise ValueError(f"int8_threshold must be 'fp32' or 'youden', not {int8_threshold!r}")
     run_dir = Path(run_dir)
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    if model_version:
+        payload = {**payload, "config": {**payload["config"], "model_version": model_version}}
     config = TrainConfig.from_dict(payload["config"])
     report_path = run_dir / "eval" / "report.json"
     if report_path.is_file():
@@ -475,17 +573,76 @@ def export_run(
         auc_int8: float | None = None
         if int8:
             cal_idx = (train_idx or val_idx)[:calibration_images]
+            calibration = bags_for(cal_idx)
+
+            def build_int8(fp32_source: Path, target: Path) -> str:
+                """Quantize ``fp32_source`` into ``target`` (streamed when asked); returns the
+                name of its descriptor tensor."""
+                quantize_int8(
+                    fp32_source,
+                    target,
+                    calibration,
+                    reduce_range=reduce_range,
+                    fp32_first_convs=fp32_first_convs,
+                )
+                descriptor = find_trunk_output(onnx.load(str(target)))
+                if stream_chunk > 0:
+                    write_streamed(target, target, stream_chunk)
+                return descriptor
+
             int8_tmp = tmp / f"{name}-int8.onnx"
-            quantize_int8(
-                fp32_plain,
-                int8_tmp,
-                bags_for(cal_idx),
-                reduce_range=reduce_range,
-                fp32_first_convs=fp32_first_convs,
-            )
-            if stream_chunk > 0:
-                write_streamed(int8_tmp, int8_tmp, stream_chunk)
+            descriptor = build_int8(fp32_plain, int8_tmp)
             scores_int8 = onnx_scores(int8_tmp, iter_bags(val_idx))
+            if int8_distil_images > 0:
+                student, distil_info = distil_int8_head(
+                    model,
+                    int8_tmp,
+                    descriptor,
+                    config,
+                    [dataset.images[i].path for i in train_idx],
+                    int8_distil_images,
+                    progress=progress,
+                )
+                export_onnx(
+                    PatchMILQualityNet(student, model.trunk),
+                    config.patch_size,
+                    tmp / "distilled-fp32.onnx",
+                    meta,
+                )
+                distilled = tmp / "distilled-int8.onnx"
+                build_int8(tmp / "distilled-fp32.onnx", distilled)
+                # Same calibration, same trunk: the quantized trunk should be identical, so that the
+                # head meets the descriptors it was distilled on.
+                probe = calibration[:1]
+                trunk_diff = float(
+                    np.max(
+                        np.abs(
+                            next(onnx_descriptors(distilled, descriptor, probe))
+                            - next(onnx_descriptors(int8_tmp, descriptor, probe))
+                        )
+                    )
+                )
+                distil_info["trunk_max_abs_diff"] = trunk_diff
+                scores_distilled = onnx_scores(distilled, iter_bags(val_idx))
+                before = _score_gap(scores_fp32, scores_int8)
+                after = _score_gap(scores_fp32, scores_distilled)
+                adopted = after["rms"] < before["rms"]
+                distil_info.update(
+                    validation_before=before, validation_after=after, adopted=adopted
+                )
+                logger.info(
+                    "int8 head distillation: validation rms score gap %.4f -> %.4f (max %.3f -> "
+                    "%.3f); %s",
+                    before["rms"],
+                    after["rms"],
+                    before["max"],
+                    after["max"],
+                    "adopted" if adopted else "not adopted (no smaller gap)",
+                )
+                if adopted:
+                    shutil.move(str(distilled), int8_tmp)
+                    scores_int8 = scores_distilled
+                extra["int8_head_distillation"] = distil_info
             auc_int8 = roc_auc(labels, scores_int8)
             drop = auc_fp32 - auc_int8
             score_diff = float(np.max(np.abs(scores_fp32 - scores_int8)))
@@ -648,6 +805,21 @@ def model_card(
             f"rejects ({agreement['int8_only_accepts_poor']} of them poor) and rejects "
             f"{agreement['int8_only_rejects']} that fp32 accepts "
             f"({agreement['int8_only_rejects_good']} of them good)."
+        )
+    distil = checks.get("int8_head_distillation")
+    if distil:
+        before, after = distil["validation_before"], distil["validation_after"]
+        int8_line += (
+            f"\n- int8 head distillation: a copy of the head fine-tuned on the int8 trunk's "
+            f"descriptors of {distil['images']} training images to reproduce the fp32 head's "
+            f"logits ({distil['epochs']} epochs, lr {distil['lr']:g}; no labels). Validation "
+            f"score gap to fp32: rms {before['rms']:.4f} -> {after['rms']:.4f}, max "
+            f"{before['max']:.3f} -> {after['max']:.3f}; "
+            + (
+                "the int8 file carries the distilled head."
+                if distil["adopted"]
+                else "not adopted (no smaller gap): the int8 file carries the fp32 head."
+            )
         )
     tuned = checks.get("reason_thresholds")
     reason_line = (

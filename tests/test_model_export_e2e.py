@@ -225,3 +225,42 @@ def model_from_checkpoint_trunk(config: object) -> dict[str, torch.Tensor]:
     from model_export.features import build_trunk
 
     return build_trunk(config.weights, seed=config.seed).state_dict()  # type: ignore[attr-defined]
+
+
+def test_int8_head_distillation(exported: Path, tmp_path: Path) -> None:
+    """The distilled int8 file: recorded in metadata and card, kept only when validation agrees
+    better with fp32, over a quantized trunk identical to the plain int8 file's."""
+    from model_export.export import export_run, onnx_scores
+
+    result = export_run(
+        exported, tmp_path / "distil", int8_distil_images=6, model_version="9.9.9", progress=False
+    )
+    assert result.int8_path is not None
+    int8 = QualityEngine(result.int8_path, "cpu")
+    assert int8.meta.model_version == QualityEngine(result.fp32_path, "cpu").meta.model_version
+    assert int8.meta.model_version == "9.9.9"
+    info = int8.meta.validation_metrics["int8_head_distillation"]
+    assert info["images"] == 6 and len(info["epoch_losses"]) == info["epochs"]
+    assert info["trunk_max_abs_diff"] == 0.0  # same calibration -> the same quantized trunk
+    before, after = info["validation_before"], info["validation_after"]
+    assert info["adopted"] == (after["rms"] < before["rms"])
+    assert info["train_gap_after"]["score_rms"] <= info["train_gap_before"]["score_rms"]
+    card = result.card_path.read_text(encoding="utf-8")
+    assert "int8 head distillation" in card and f"rms {before['rms']:.4f} ->" in card
+
+    # The shipped int8 file is the distilled one exactly when adopted: its validation scores
+    # differ from the plain int8 file's then, and are the same otherwise.
+    from model_export.config import TrainConfig
+    from model_export.evaluate import load_eval_dataset
+    from model_export.features import tile_image
+
+    payload = load_checkpoint(exported / "checkpoints" / "best.pt")
+    config = TrainConfig.from_dict(payload["config"])
+    dataset = load_eval_dataset(exported, config, payload["reason_names"], [])
+    bags = [
+        tile_image(dataset.images[i].path, config.patch_size, config.train_grid)[:2]
+        for i in dataset.split_indices("val")
+    ]
+    plain = onnx_scores(exported / "export" / "tiny-int8.onnx", bags)
+    shipped = onnx_scores(result.int8_path, bags)
+    assert np.array_equal(plain, shipped) != info["adopted"]
