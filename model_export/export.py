@@ -451,7 +451,8 @@ def distil_int8_head(
     return result.head, info
 
 
-def _score_gap(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+def _difference_stats(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """rms and largest |other - reference| of two score vectors ``[M]``."""
     gap = np.abs(other - reference)
     return {"rms": float(np.sqrt(np.mean(gap**2))), "max": float(gap.max())}
 
@@ -614,18 +615,13 @@ def export_run(
                 # Same calibration, same trunk: the quantized trunk should be identical, so that the
                 # head meets the descriptors it was distilled on.
                 probe = calibration[:1]
-                trunk_diff = float(
-                    np.max(
-                        np.abs(
-                            next(onnx_descriptors(distilled, descriptor, probe))
-                            - next(onnx_descriptors(int8_tmp, descriptor, probe))
-                        )
-                    )
-                )
+                (desc_distilled,) = onnx_descriptors(distilled, descriptor, probe)
+                (desc_plain,) = onnx_descriptors(int8_tmp, descriptor, probe)
+                trunk_diff = float(np.max(np.abs(desc_distilled - desc_plain)))
                 distil_info["trunk_max_abs_diff"] = trunk_diff
                 scores_distilled = onnx_scores(distilled, iter_bags(val_idx))
-                before = _score_gap(scores_fp32, scores_int8)
-                after = _score_gap(scores_fp32, scores_distilled)
+                before = _difference_stats(scores_fp32, scores_int8)
+                after = _difference_stats(scores_fp32, scores_distilled)
                 adopted = after["rms"] < before["rms"]
                 distil_info.update(
                     validation_before=before, validation_after=after, adopted=adopted
