@@ -104,7 +104,7 @@ def distil_head(
     for epoch in range(epochs):
         rng.shuffle(order)
         total = 0.0
-        for i in order:
+        for i in order.tolist():
             out = student.forward_features(
                 _as_batch(bags[i].desc_int8), _as_batch(bags[i].positions)
             )

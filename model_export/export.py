@@ -25,7 +25,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ from model_export.evaluate import evaluate_run, load_eval_dataset, threshold_int
 from model_export.features import tile_image
 from model_export.metrics import confusion_at, roc_auc, youden_threshold
 from model_export.model import PatchMILQualityNet, QualityHead
-from model_export.streaming import find_trunk_output, write_streamed
+from model_export.streaming import descriptor_session, find_trunk_output, write_streamed
 from model_export.train import (
     TrainingError,
     load_checkpoint,
@@ -374,23 +374,18 @@ def onnx_scores(path: Path, bags: Iterable[tuple[np.ndarray, np.ndarray]]) -> np
     )
 
 
-def onnx_descriptors(
-    path: Path, descriptor: str, bags: Iterable[tuple[np.ndarray, np.ndarray]]
-) -> Iterator[np.ndarray]:
-    """The trunk's descriptors ``[N, D]`` of each bag, exactly as the model file ``path``
-    computes them (its tensor ``descriptor`` is added as an output of a copy)."""
-    import onnxruntime as ort
+def descriptor_function(
+    path: Path, descriptor: str
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """(patches ``[N, 3, P, P]``, positions ``[N, 2]``) -> the trunk's descriptors ``[N, D]``,
+    exactly as the model file ``path`` computes them (its tensor ``descriptor``)."""
+    session = descriptor_session(onnx.load(str(path)), descriptor)
 
-    probe = onnx.load(str(path))
-    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(descriptor))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    for patches, positions in bags:
-        out = session.run([descriptor], {"patches": patches, "positions": positions})[0]
-        yield np.asarray(out, np.float32)
+    def descriptors(patches: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        feeds = {"patches": patches, "positions": positions}
+        return np.asarray(session.run([descriptor], feeds)[0], np.float32)
+
+    return descriptors
 
 
 def distil_int8_head(
@@ -412,26 +407,23 @@ def distil_int8_head(
     rng = np.random.default_rng(0)
     chosen = [train_images[i] for i in rng.permutation(len(train_images))[:n_images]]
     cache = make_cache(config, model.trunk, torch.device("cpu"))
-    positions_of: list[np.ndarray] = []
-
-    def tiled() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for image in tqdm(chosen, desc="int8 descriptors", disable=not progress, leave=False):
-            patches, positions, _, _ = tile_image(image, config.patch_size, config.train_grid)
-            positions_of.append(positions)
-            yield patches, positions
-
+    int8_descriptors = descriptor_function(int8_path, descriptor)
     bags: list[DistilBag] = []
     started = time.perf_counter()
-    for image, desc_int8 in zip(
-        chosen, onnx_descriptors(int8_path, descriptor, tiled()), strict=True
-    ):
+    for image in tqdm(chosen, desc="int8 descriptors", disable=not progress, leave=False):
+        patches, positions, _, _ = tile_image(image, config.patch_size, config.train_grid)
         fp32_bag = cache.get(image)
-        positions = positions_of[-1]
         if fp32_bag.positions.shape != positions.shape or not np.allclose(
             fp32_bag.positions, positions
         ):
             raise ExportCheckError(f"{image}: its cached fp32 bag does not match the tiling")
-        bags.append(DistilBag(desc_int8, np.asarray(fp32_bag.desc, np.float32), positions))
+        bags.append(
+            DistilBag(
+                int8_descriptors(patches, positions),
+                np.asarray(fp32_bag.desc, np.float32),
+                positions,
+            )
+        )
     seconds_descriptors = time.perf_counter() - started
     started = time.perf_counter()
     result = distil_head(model.head, bags, epochs=epochs, lr=lr)
@@ -614,9 +606,9 @@ def export_run(
                 build_int8(tmp / "distilled-fp32.onnx", distilled)
                 # Same calibration, same trunk: the quantized trunk should be identical, so that the
                 # head meets the descriptors it was distilled on.
-                probe = calibration[:1]
-                (desc_distilled,) = onnx_descriptors(distilled, descriptor, probe)
-                (desc_plain,) = onnx_descriptors(int8_tmp, descriptor, probe)
+                patches, positions = calibration[0]
+                desc_distilled = descriptor_function(distilled, descriptor)(patches, positions)
+                desc_plain = descriptor_function(int8_tmp, descriptor)(patches, positions)
                 trunk_diff = float(np.max(np.abs(desc_distilled - desc_plain)))
                 distil_info["trunk_max_abs_diff"] = trunk_diff
                 scores_distilled = onnx_scores(distilled, iter_bags(val_idx))
@@ -641,7 +633,7 @@ def export_run(
                 extra["int8_head_distillation"] = distil_info
             auc_int8 = roc_auc(labels, scores_int8)
             drop = auc_fp32 - auc_int8
-            score_diff = float(np.max(np.abs(scores_fp32 - scores_int8)))
+            score_diff = _difference_stats(scores_fp32, scores_int8)["max"]
             logger.info(
                 "validation AUC fp32 %.4f, int8 %.4f (drop %.4f, allowed %.4f); max |diff| %.4f",
                 auc_fp32,

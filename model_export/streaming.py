@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -61,6 +62,21 @@ def find_trunk_output(model: onnx.ModelProto) -> str:
     return str(crossing.pop())
 
 
+def descriptor_session(model: onnx.ModelProto, descriptor: str) -> Any:
+    """A CPU onnxruntime session of a copy of ``model`` with its inner tensor ``descriptor`` (the
+    trunk's output [N, D]) added as a graph output; ``model`` is left unchanged."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(helper.make_empty_tensor_value_info(descriptor))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
 def _descriptor_width(model: onnx.ModelProto, descriptor: str, input_name: str) -> int:
     """D of the descriptor [N, D]: from shape inference, else by running one blank patch."""
     try:
@@ -73,23 +89,14 @@ def _descriptor_width(model: onnx.ModelProto, descriptor: str, input_name: str) 
     except (onnx.shape_inference.InferenceError, ValueError) as exc:
         logger.debug("shape inference failed: %s", exc)
     import numpy as np
-    import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.append(helper.make_empty_tensor_value_info(descriptor))
     feeds = {}
-    for graph_input in probe.graph.input:
+    for graph_input in model.graph.input:
         dims = [d.dim_value or 1 for d in graph_input.type.tensor_type.shape.dim]
         feeds[graph_input.name] = np.zeros(dims, np.float32)
     if input_name not in feeds:
         raise StreamingError(f"the graph has no input {input_name!r}")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    value = session.run([descriptor], feeds)[0]
+    value = descriptor_session(model, descriptor).run([descriptor], feeds)[0]
     if value.ndim != 2:
         raise StreamingError(f"{descriptor!r} is not [N, D] but has shape {value.shape}")
     return int(value.shape[1])
