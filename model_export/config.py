@@ -24,6 +24,7 @@ the config file. Example (all keys but ``csv`` and ``out_dir`` optional)::
     epochs = 60
     lr = 1e-3
     batch_size = 32
+    reason_targets = "named"         # or "expected" (build-data rows, see reason_targets.py)
     seed = 0                         # split_seed (default: seed) for the split assignment
     out_dir = "runs/vgg16-mil"
 """
@@ -43,6 +44,7 @@ DEFAULT_WEIGHTS = REPO_ROOT.parent / "shared" / "weights" / "vgg16_imagenet_feat
 POOLINGS = ("attention", "mean", "max")
 REASON_POOLINGS = ("bag", "bag_mean_max")
 EXTRACTORS = ("auto", "torch", "onnxruntime")
+REASON_TARGETS = ("named", "expected")
 
 
 class ConfigError(ValueError):
@@ -77,6 +79,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 32
     reason_weight: float = 0.5
+    # "named": the reason heads learn the CSV's 0/1 columns; "expected": on build-data training
+    # rows, the exact probability that the simulated raters name each reason (reason_targets.py)
+    reason_targets: str = "named"
     patch_dropout: float = 0.0
     seed: int = 0
     split_seed: int | None = None
@@ -98,6 +103,10 @@ class TrainConfig:
             problems.append(
                 f"reason_pooling: '{self.reason_pooling}' is not one of "
                 f"{', '.join(REASON_POOLINGS)}"
+            )
+        if self.reason_targets not in REASON_TARGETS:
+            problems.append(
+                f"reason_targets: '{self.reason_targets}' is not one of {', '.join(REASON_TARGETS)}"
             )
         if self.extractor not in EXTRACTORS:
             problems.append(f"extractor: '{self.extractor}' is not one of {', '.join(EXTRACTORS)}")

@@ -142,6 +142,31 @@ class RaterModel:
                 reasons[reason] = 1
         return [int(r) for r in ratings], reasons, mu
 
+    def reason_probabilities(self, components: list[tuple[str, float]]) -> dict[str, float]:
+        """Probability that :meth:`rate` names each canonical reason for these components.
+
+        :meth:`rate` names a reason when, for one of its components, at least two of the
+        ``N_RATERS`` raters notice the drop (``drop + sigma_i * z >= notice_drop``), each
+        component and rater with its own independent noise. This is that event's exact
+        probability: the expected value of the 0/1 reason column, without the sampling noise of
+        four raters (``{reason: p}`` over every reason in ``degradations.REASONS``).
+        """
+        sigma = np.asarray(self.sigma, dtype=np.float64)
+        none_named = dict.fromkeys(deg.REASONS, 1.0)
+        for family, strength in components:
+            reason = deg.FAMILY_REASON.get(family)
+            if reason is None:
+                continue
+            drop = self.drop(family, strength)
+            notices = stats.norm.sf((self.notice_drop - drop) / sigma)  # [N_RATERS]
+            misses = 1.0 - notices
+            nobody = float(np.prod(misses))
+            exactly_one = sum(
+                float(notices[i] * np.prod(np.delete(misses, i))) for i in range(len(sigma))
+            )
+            none_named[reason] *= nobody + exactly_one
+        return {reason: 1.0 - p for reason, p in none_named.items()}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 

@@ -43,6 +43,7 @@ from model_export.features import (
 from model_export.losses import coral_loss, cumulative_targets, reason_loss
 from model_export.metrics import roc_auc
 from model_export.model import PatchMILQualityNet, QualityHead, VGG16Trunk
+from model_export.reason_targets import apply_expected_reason_targets
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +423,10 @@ def train(
     splits_file = out_dir / "splits.csv"
     dataset = load_run_dataset(config, splits_file if resumed else None)
     write_splits(dataset, splits_file)
+    reason_targets: dict[str, Any] = {"mode": config.reason_targets}
+    if config.reason_targets == "expected":
+        dataset, targets_report = apply_expected_reason_targets(dataset)
+        reason_targets.update(targets_report.to_dict())
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     train_idx = dataset.split_indices("train")
     val_idx = dataset.split_indices("val")
@@ -613,6 +618,7 @@ def train(
             "device": str(device),
             "fine_tuned_blocks": config.trainable_blocks,
         },
+        "reason_targets": reason_targets,
     }
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     logger.info("training done: %s", json.dumps(summary))

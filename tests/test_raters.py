@@ -82,3 +82,37 @@ def test_calibration_on_rated_photos(shared_dir: Path) -> None:
     assert 0.7 < low <= high < 0.95  # real raters: 0.80-0.88
     # people rarely call a mild colour cast poor
     assert model.expected_rating(raters.HI, [("colour", 8.0)]) > 3.5
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        [("blur", 1.35)],  # expected drop near notice_drop: about half the draws name it
+        [("glare", 1.25), ("bright", 1.2)],  # two families of one reason
+        [("motion", 1.45), ("noise", 1.3), ("colour", 0.5)],
+        [],
+    ],
+)
+def test_reason_probabilities_match_the_named_reasons_rate_samples(
+    components: list[tuple[str, float]],
+) -> None:
+    model = raters.RaterModel(
+        curves={name: (2.0, 0.5) for name in set(raters.CURVE_OF_FAMILY.values())},
+        bias=[0.0, 0.0, 0.0, 0.0],
+        sigma=[0.2, 0.35, 0.5, 0.3],
+        notice_drop=0.7,
+    )
+    rng = np.random.default_rng(3)
+    draws = 6000
+    named = dict.fromkeys(REASONS, 0)
+    for _ in range(draws):
+        _, reasons, _ = model.rate(raters.HI, components, rng)
+        for reason, flag in reasons.items():
+            named[reason] += flag
+    expected = model.reason_probabilities(components)
+    assert set(expected) == set(REASONS)
+    for reason in REASONS:
+        # binomial standard error <= 0.0065 at 6000 draws: 0.025 is about 4 of them
+        assert abs(named[reason] / draws - expected[reason]) < 0.025, reason
+    in_between = [p for p in expected.values() if 0.05 < p < 0.95]
+    assert in_between or not components  # the cases exercise the probabilities, not just 0 / 1
