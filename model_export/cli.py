@@ -11,6 +11,8 @@ Subcommands (``--help`` on each for options):
 * ``bench-extractor``                   descriptor extraction speed per patch (torch vs onnxruntime)
 * ``build-data --shared DIR --out DIR``  rated training set from real photos + capture faults
 * ``baselines --csv FILE``              Laplacian / exposure / BRISQUE baselines with their AUC
+* ``generalisation --model F --out DIR`` out-of-family numbers on the rated photos; fits the fusion
+* ``fuse --model F --report DIR --out F`` write the fitted fusion stage into an ONNX file
 """
 
 from __future__ import annotations
@@ -162,13 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
 
-    from model_export import baselines, build_data, ceiling, reason_eval
+    from model_export import baselines, build_data, ceiling, generalisation, reason_eval
 
     build_data.add_parser(sub)
     build_data.add_sample_parser(sub)
     baselines.add_parser(sub)
     reason_eval.add_parser(sub)
     ceiling.add_parser(sub)
+    generalisation.add_parser(sub)
     return parser
 
 

@@ -264,3 +264,75 @@ def test_int8_head_distillation(exported: Path, tmp_path: Path) -> None:
     plain = onnx_scores(exported / "export" / "tiny-int8.onnx", bags)
     shipped = onnx_scores(result.int8_path, bags)
     assert np.array_equal(plain, shipped) != info["adopted"]
+
+
+def write_rated_set(shared: Path, name: str, n: int, seed: int) -> None:
+    """A rated set in ../shared/data's layout (ratings.csv, faults.csv, images, sources)."""
+    import csv
+
+    import cv2
+    from model_export_helpers import make_image
+
+    rng = np.random.default_rng(seed)
+    folder = shared / name
+    (folder / "images").mkdir(parents=True)
+    (shared / "sources").mkdir(exist_ok=True)
+    ratings_rows, fault_rows = [], []
+    for i in range(n):
+        good = i % 3 != 0
+        fault = "none" if i % 2 else ("blurdark" if not good else "tint")
+        image_name = f"images/{name}-{i:03d}.png"
+        source = f"sources/{name}-{i:03d}.png"
+        picture = make_image(good, rng)
+        cv2.imwrite(str(folder / image_name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(shared / source), cv2.cvtColor(make_image(True, rng), cv2.COLOR_RGB2BGR))
+        ratings = rng.integers(3, 6, 4) if good else rng.integers(1, 3, 4)
+        ratings_rows.append(
+            {
+                "image": image_name,
+                **{f"rater_{r + 1}": int(ratings[r]) for r in range(4)},
+                "cohort": "pcp" if i % 4 < 2 else "patient",
+                "split": name,
+                "source_path": source,
+                "blur": int(not good),
+                "dark": int(not good),
+            }
+        )
+        fault_rows.append({"image": image_name, "source_path": source, "fault": fault})
+    for file_name, rows in (("ratings.csv", ratings_rows), ("faults.csv", fault_rows)):
+        with (folder / file_name).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def test_generalisation_tunes_the_head_on_rated_photos(exported: Path, tmp_path: Path) -> None:
+    from model_export.generalisation import format_generalisation
+
+    shared = tmp_path / "data"
+    write_rated_set(shared, "rated", 30, seed=1)
+    write_rated_set(shared, "rated2", 30, seed=2)
+    start = exported / "export" / "tiny-int8.onnx"
+    out = tmp_path / "gen"
+    tuned_path = out / "tuned-int8.onnx"
+    args = ["--no-progress", "generalisation", "--model", str(start), "--shared", str(shared)]
+    args += ["--out", str(out), "--write", str(tuned_path), "--model-version", "9.9.9"]
+    assert main([*args, "--epochs", "4", "--lr", "1e-3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("rated2_tuned_on_rated", "rated_tuned_on_rated2"):
+        result = report["out_of_family"][key]
+        assert result["n"] == 30 and 0.0 <= result["auc"] <= 1.0
+    families = report["leave_one_family_out"]["families"]
+    assert set(families) == {"blurdark", "tint"}
+    assert set(report["in_family_cv"]["by_skin_tone"]) and report["in_family_cv"]["all"]["n"] == 60
+    assert "Out-of-family" in format_generalisation(report)
+    tuned = QualityEngine(tuned_path, providers="cpu")
+    original = QualityEngine(start, providers="cpu")
+    assert tuned.meta.model_version == "9.9.9"
+    assert tuned.threshold == pytest.approx(report["shipped_threshold"])
+    assert tuned.meta.validation_metrics["out_of_family_rated2"]["n"] == 30
+    image = load_rgb(sorted((shared / "rated" / "images").glob("*.png"))[0])
+    assert tuned.score(image).score != pytest.approx(original.score(image).score, abs=1e-6)
+    # the tuned file is the same graph: tiling, reasons and inputs are the starting model's
+    assert tuned.meta.reason_names == original.meta.reason_names
+    assert tuned.meta.tiling == original.meta.tiling
