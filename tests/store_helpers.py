@@ -28,7 +28,7 @@ def make_info(**overrides: Any) -> CaptureInfo:
         model_version="test-model-1",
         reasons={"blur": 0.1, "dark": 0.05},
         accepted=True,
-        source="demo",
+        source="camera:0",
     )
     return replace(base, **overrides)
 

@@ -7,10 +7,12 @@ queue; only the images (a generated skin photo, sharp or blurred) are made up.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,7 +22,9 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.demo_scene import render_skin
+from desktop_app.core.frame_sources import FrameSource
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
+from desktop_app.qt.live_view import PRACTICE_BANNER
 from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
 
 WAIT_MS = 15_000
@@ -47,17 +51,38 @@ def blurred_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
     return _write_folder(tmp_path / "blurred", cv2.GaussianBlur(skin_rgb, (0, 0), 8))
 
 
+class StillCamera:
+    """A camera for machines without one (CI): a replayed folder's frames, labelled as a camera
+    (``camera``) so the submit rule treats its captures as real. Everything else is the replay
+    source's own behaviour. Tests reach it with the source spec ``still-camera:FOLDER``."""
+
+    name = "Test camera (still images)"
+    kind = "camera"
+
+    def __init__(self, replay: FrameSource) -> None:
+        self._replay = replay
+
+    def __getattr__(self, item: str) -> Any:
+        if item == "source":  # source_label looks through wrappers by this name
+            raise AttributeError(item)
+        return getattr(self._replay, item)
+
+
 def _services(tmp_path: Path, model: Path | None, source: str, **settings: object) -> AppServices:
     app_settings = AppSettings(operator="nurse-test", submission_interval_s=0.3)
     for key, value in settings.items():
         setattr(app_settings, key, value)
-    return build_services(
+    as_camera = source.startswith("still-camera:")
+    services = build_services(
         kiosk=False,
         model=model,
-        source_spec=source,
+        source_spec=source.removeprefix("still-camera:"),
         settings=app_settings,
         store_root=tmp_path / "store",
     )
+    if as_camera:
+        services = dataclasses.replace(services, source=StillCamera(services.source))
+    return services
 
 
 @pytest.fixture
@@ -98,7 +123,7 @@ def _wait_live(qtbot: QtBot, window: MainWindow) -> None:
 def test_sharp_frame_enables_submit_and_sends(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
-    window = _staff_window(tmp_path, test_model_path, str(sharp_folder), open_window)
+    window = _staff_window(tmp_path, test_model_path, f"still-camera:{sharp_folder}", open_window)
     _wait_live(qtbot, window)
     assert window.live.guidance.text() == "Looks good: hold still"
     assert window.live.frame_view.heat is not None  # the live heat overlay is drawn
@@ -124,7 +149,7 @@ def test_sharp_frame_enables_submit_and_sends(
     qtbot.waitUntil(lambda: store.get(outcome.record.id).state == "submitted", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "1 sent" in window.queue_label.text(), timeout=WAIT_MS)
     assert store.get(outcome.record.id).info.patient_ref == "ENC-4711"
-    assert store.get(outcome.record.id).info.source == f"replay:{sharp_folder}"
+    assert store.get(outcome.record.id).info.source == "camera"
 
 
 def test_blurred_frame_keeps_submit_disabled_with_blur_guidance(
@@ -156,7 +181,9 @@ def test_gallery_override_confirm_delete_and_export(
     open_window: Callable,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    window = _staff_window(tmp_path, test_model_path, str(blurred_folder), open_window)
+    window = _staff_window(
+        tmp_path, test_model_path, f"still-camera:{blurred_folder}", open_window
+    )
     _wait_live(qtbot, window)
     _fill_patient(window)
     ids = []
@@ -247,7 +274,8 @@ def test_camera_that_disappears_gives_message_and_recovers(
     assert not view.has_image()  # the last frame is not left up as if live
     assert "no longer there" in window.source_label.text()
     unplugged.rename(sharp_folder)
-    qtbot.waitUntil(lambda: window.live.banner_text == "", timeout=WAIT_MS)
+    # back: only the notice that this is a replay, not a camera, stays
+    qtbot.waitUntil(lambda: window.live.banner_text == PRACTICE_BANNER, timeout=WAIT_MS)
     shown = view.frames_shown
     qtbot.waitUntil(lambda: view.frames_shown > shown + 3, timeout=WAIT_MS)
     assert "1280" not in window.source_label.text() and "640x360" in window.source_label.text()
@@ -385,7 +413,11 @@ def test_kiosk_auto_capture_send_and_idle_reset(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
     kiosk = _kiosk(
-        tmp_path, test_model_path, str(sharp_folder), open_window, auto_capture_hold_s=0.3
+        tmp_path,
+        test_model_path,
+        f"still-camera:{sharp_folder}",
+        open_window,
+        auto_capture_hold_s=0.3,
     )
     assert kiosk.session.auto_capture_on
     kiosk.code_edit.setText("A-17")
@@ -514,7 +546,7 @@ def test_default_model_gates_a_real_photo(
     if blurred:
         rgb = cv2.GaussianBlur(rgb, (0, 0), 5)
     folder = _write_folder(tmp_path / "real", rgb)
-    window = _staff_window(tmp_path, DEFAULT_MODEL, str(folder), open_window)
+    window = _staff_window(tmp_path, DEFAULT_MODEL, f"still-camera:{folder}", open_window)
     _wait_live(qtbot, window)
     _fill_patient(window)
     qtbot.keyClick(window, Qt.Key.Key_Space)
@@ -547,3 +579,49 @@ def test_gallery_says_when_the_heat_map_comes_from_another_model(
     message = gallery.action_message.text()
     assert "0.9-old" in message and window.session.model_info is not None
     assert window.session.model_info.version in message
+
+
+def test_replayed_frames_are_marked_and_never_submitted(
+    qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
+) -> None:
+    window = _staff_window(tmp_path, test_model_path, str(sharp_folder), open_window)
+    _wait_live(qtbot, window)
+    assert window.live.banner_text == PRACTICE_BANNER  # says plainly: not a camera
+    _fill_patient(window)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
+    outcome = window.outcome
+    assert outcome is not None and outcome.judgement.accepted and outcome.record is not None
+    assert not window.submit_button.isEnabled() and not outcome.can_submit
+    assert "never sent" in window.submit_reason.text()
+    qtbot.keyClick(window, Qt.Key.Key_Return)  # Enter cannot send it either
+    store = window.services.store
+    assert store is not None and store.get(outcome.record.id).state == "accepted"  # kept
+    assert window.services.queue is not None
+    assert window.services.queue.status().queued == 0
+
+
+def test_kiosk_says_a_staff_member_is_needed_when_the_photo_cannot_go(
+    qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
+) -> None:
+    from desktop_app.qt.kiosk import THANKS_NEEDS_STAFF
+
+    kiosk = _kiosk(
+        tmp_path,
+        test_model_path,
+        f"still-camera:{sharp_folder}",
+        open_window,
+        auto_capture_hold_s=0.3,
+        submission={"kind": "dicomweb", "url": "http://127.0.0.1:9/dicom-web"},
+    )
+    kiosk.code_edit.setText("")  # no check-in number: the PACS would refuse the photo
+    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: kiosk.outcome is not None, timeout=WAIT_MS)
+    assert kiosk.outcome is not None and kiosk.outcome.can_submit
+    record = kiosk.outcome.record
+    qtbot.mouseClick(kiosk.send_button, Qt.MouseButton.LeftButton)
+    assert kiosk.pages.currentWidget() is kiosk.thanks_page
+    assert kiosk.thanks_label.text() == THANKS_NEEDS_STAFF
+    store = kiosk.services.store
+    assert store is not None and record is not None
+    assert store.get(record.id).state == "accepted"  # kept for staff, not queued, not failed

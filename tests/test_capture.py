@@ -32,7 +32,7 @@ def store(tmp_path: Path) -> CaptureStore:
 
 
 def test_sharp_still_is_accepted_and_stored(engine: QualityEngine, store: CaptureStore) -> None:
-    outcome = process_capture(engine, store, sharp_image(), "RGB", CONTEXT, "demo")
+    outcome = process_capture(engine, store, sharp_image(), "RGB", CONTEXT, "camera:0")
     assert outcome.judgement.accepted and outcome.can_submit
     assert outcome.result is not None and outcome.result.grid == "capture"
     assert outcome.record is not None and outcome.record.state == "accepted"

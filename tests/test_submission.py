@@ -74,7 +74,7 @@ def test_outbox_delivery_marks_submitted_and_writes_sidecar(
 def test_only_accepted_or_overridden_can_be_queued(store: CaptureStore, tmp_path: Path) -> None:
     queue = SubmissionQueue(store, OutboxTarget(tmp_path / "outbox"))
     rejected = store.add(smooth_image(), make_info(score=0.1, accepted=False))
-    with pytest.raises(StorageError, match="only accepted or overridden"):
+    with pytest.raises(StorageError, match="only photos that passed the quality check"):
         queue.enqueue(rejected.id)
     store.review(rejected.id, "override", "dr", "usable")
     queue.enqueue(rejected.id)
@@ -135,9 +135,9 @@ def test_permanent_failures_are_marked_failed_and_can_be_retried(
     target = DicomWebTarget("http://127.0.0.1:9/dicom-web")
     queue = SubmissionQueue(store, target)
     no_patient = store.add(smooth_image(), make_info(patient_ref="", mode="kiosk"))
-    queue.enqueue(no_patient.id)
-    status = queue.process_pending()
-    assert status.failed == 1 and "no patient or encounter reference" in str(status.last_error)
+    with pytest.raises(StorageError, match="no patient or encounter reference"):
+        queue.enqueue(no_patient.id)  # refused up front (core.submit_policy), not failed later
+    assert store.get(no_patient.id).state == "accepted"
     broken = store.add(smooth_image(), make_info())
     broken.image_path.write_bytes(b"\xff\xd8\xff\xe0 garbage")
     queue.enqueue(broken.id)
@@ -151,10 +151,10 @@ def test_permanent_failures_are_marked_failed_and_can_be_retried(
     assert store.get(missing.id).state == "failed"
     assert "missing" in str(store.get(missing.id).last_error)
     outbox_queue = SubmissionQueue(store, OutboxTarget(tmp_path / "outbox"))
-    assert outbox_queue.retry_failed() == 3
+    assert outbox_queue.retry_failed() == 2
     status = outbox_queue.process_pending()
-    # the outbox takes the two readable files; the missing one fails again
-    assert (status.submitted, status.failed) == (2, 1)
+    # the outbox takes the readable file; the missing one fails again
+    assert (status.submitted, status.failed) == (1, 1)
 
 
 def test_backoff_schedule() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from desktop_app.core.gating import CaptureJudgement, judge_capture
 from desktop_app.core.inference import ColourOrder, QualityEngine, QualityResult
 from desktop_app.core.storage import CaptureInfo, CaptureRecord, CaptureStore, StorageError
+from desktop_app.core.submit_policy import is_practice_source
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,13 @@ class CaptureOutcome:
 
     @property
     def can_submit(self) -> bool:
-        return self.judgement.accepted and self.record is not None
+        """Accepted, stored and from a real camera (``core.submit_policy``; the target's own
+        needs, such as a patient reference, are checked where the target is known)."""
+        return (
+            self.judgement.accepted
+            and self.record is not None
+            and not is_practice_source(self.source)
+        )
 
 
 def process_capture(

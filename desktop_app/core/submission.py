@@ -30,13 +30,13 @@ from desktop_app.core.storage import (
     fsync_dir,
     os_error_message,
 )
+from desktop_app.core.submit_policy import submit_blocker
 
 if TYPE_CHECKING:
     import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SUBMITTABLE_STATES = ("accepted", "overridden")
 BASE_BACKOFF_S = 5.0
 MAX_BACKOFF_S = 900.0
 
@@ -60,10 +60,17 @@ class SubmissionError(RuntimeError):
         self.transient = transient
 
 
+class SubmissionRefused(StorageError):
+    """The submit rule (``core.submit_policy``) forbids sending this capture; the message says
+    why, for the person at the screen."""
+
+
 class SubmissionTarget(Protocol):
     """Where accepted captures go. ``submit`` must be idempotent per capture id."""
 
     name: str
+    # the target refuses photos without a patient or encounter reference (core.submit_policy)
+    needs_patient_ref: bool
 
     def submit(self, record: CaptureRecord, image_path: Path) -> str:
         """Deliver one capture; return the remote id. Raise :class:`SubmissionError`."""
@@ -109,6 +116,7 @@ class OutboxTarget:
     """
 
     name = "outbox"
+    needs_patient_ref = False
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -253,6 +261,7 @@ class DicomWebTarget:
     """STOW-RS to a DICOMweb server (e.g. ``http://pacs:8042/dicom-web``)."""
 
     name = "dicomweb"
+    needs_patient_ref = True
 
     def __init__(
         self, base_url: str, timeout_s: float = 10, auth: tuple[str, str] | None = None
@@ -392,11 +401,9 @@ class SubmissionQueue:
         record = self.store.get(capture_id)
         if record.state == "queued":
             return
-        if record.state not in (*SUBMITTABLE_STATES, "failed"):
-            raise StorageError(
-                f"Capture {capture_id} is {record.state}; only accepted or overridden photos "
-                "can be sent."
-            )
+        blocker = submit_blocker(record, self.target.needs_patient_ref)
+        if blocker:
+            raise SubmissionRefused(blocker)
         self.store._update(
             capture_id,
             "system",
@@ -408,11 +415,17 @@ class SubmissionQueue:
         )
 
     def retry_failed(self) -> int:
-        """Re-queue every failed capture (e.g. after fixing the PACS settings)."""
-        failed = self.store.list(["failed"])
-        for record in failed:
-            self.enqueue(record.id)
-        return len(failed)
+        """Re-queue every failed capture that the submit rule allows (e.g. after fixing the PACS
+        settings); returns how many."""
+        requeued = 0
+        for record in self.store.list(["failed"]):
+            try:
+                self.enqueue(record.id)
+            except SubmissionRefused as exc:  # e.g. a demo-feed photo: it stays failed
+                logger.info("capture %s stays failed: %s", record.id, exc)
+                continue
+            requeued += 1
+        return requeued
 
     def process_pending(self, max_items: int | None = None) -> QueueStatus:
         """One pass over due queued captures. Network/server problems never raise.
@@ -439,6 +452,10 @@ class SubmissionQueue:
             logger.error("queued capture %s cannot be read: %s", capture_id, exc)
             return True
         if record.state != "queued":
+            return True
+        blocker = submit_blocker(record, self.target.needs_patient_ref)
+        if blocker:  # queued before this rule, or by hand: never sent, shown to staff
+            self._fail(capture_id, blocker, record.submission_attempts)
             return True
         attempts = record.submission_attempts + 1
         now = self._now()

@@ -467,8 +467,12 @@ class GalleryWidget(QWidget):
         except (StorageError, ValueError, KeyError) as exc:
             self.action_message.setText(f"Not saved: {exc}")
             return
-        sent = self.session.submit(updated.id)
         self.override_reason.clear()
+        blocker = self.session.send_blocker(updated)
+        if blocker:
+            self._after_action(updated.id, f"Accepted anyway; not sent. {blocker}")
+            return
+        sent = self.session.submit(updated.id)
         self._after_action(
             updated.id,
             "Accepted anyway; queued for sending." if sent else "Accepted anyway.",

@@ -58,6 +58,11 @@ QProgressBar::chunk { background: #2e8b57; border-radius: 10px; }
 """
 
 
+THANKS_QUEUED = "Thank you.\nYour photo is saved and queued for the clinic."
+THANKS_NEEDS_STAFF = (
+    "Thank you.\nYour photo is saved.\nPlease tell a staff member: they need to send it for you."
+)
+
 class _ActivityFilter(QObject):
     """Restarts the idle timer on any touch, click or key anywhere in the app."""
 
@@ -277,7 +282,7 @@ class KioskWindow(QWidget):
 
     def _build_thanks(self) -> None:
         self.thanks_page = QWidget()
-        label = QLabel("Thank you.\nYour photo was sent to the clinic.")
+        label = QLabel(THANKS_QUEUED)
         label.setObjectName("title")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thanks_label = label
@@ -351,7 +356,13 @@ class KioskWindow(QWidget):
         outcome = self.outcome
         if outcome is None or not outcome.can_submit or outcome.record is None:
             return
-        self.session.submit(outcome.record.id)
+        # The photo is stored already; the queue sends it later, so say "queued", never "sent".
+        blocker = self.session.send_blocker(outcome.record)
+        if blocker or not self.session.submit(outcome.record.id):
+            logger.warning("kiosk photo %s kept for staff: %s", outcome.record.id, blocker)
+            self.thanks_label.setText(THANKS_NEEDS_STAFF)
+        else:
+            self.thanks_label.setText(THANKS_QUEUED)
         self.outcome = None
         self.session.pause_live()
         self.live.clear_for_next_patient()

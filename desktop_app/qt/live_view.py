@@ -18,6 +18,11 @@ from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import STATE_COLOURS, FrameView, HeatMap, ScoreBar
 from desktop_app.qt.workers import LiveScore, PreviewFrame
 
+PRACTICE_BANNER = (
+    "DEMO / REPLAY - not a camera. Photos taken from this feed are kept for practice and are "
+    "never sent to the record."
+)
+
 
 class LiveCaptureView(QWidget):
     """Frame view + guidance line + score bar + a banner for source/model problems."""
@@ -127,6 +132,8 @@ class LiveCaptureView(QWidget):
                 f"Quality check unavailable: {self._model_problem} Live view works; Submit stays "
                 "off until a model is installed (Settings > Model file)."
             )
+        if self.session.source_is_practice:
+            problems.insert(0, PRACTICE_BANNER)
         self.banner.setText("\n".join(problems))
         self.banner.setVisible(bool(problems))
 

@@ -46,6 +46,7 @@ from desktop_app.core.inference import default_model_path
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
 from desktop_app.core.storage import CaptureStore, StorageError
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
+from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import CaptureSession, queue_summary
 
@@ -378,6 +379,8 @@ class MainWindow(QMainWindow):
             return f"Submit is off: the score is below the threshold. {outcome.judgement.message}."
         if outcome.record is None:
             return f"Submit is off: the photo could not be saved. {outcome.store_error}"
+        if is_practice_source(outcome.record.info.source):
+            return f"Submit is off. {PRACTICE_SOURCE_MESSAGE}"
         if not outcome.record.info.patient_ref:
             return (
                 "Submit is off: no patient ID was entered when this photo arrived. It is kept "

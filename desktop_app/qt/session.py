@@ -19,8 +19,9 @@ from desktop_app.core.frame_sources import Frame, FrameSource, source_label
 from desktop_app.core.gating import LiveGate
 from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.storage import CaptureRecord, CaptureStore
 from desktop_app.core.submission import QueueStatus, SubmissionQueue
+from desktop_app.core.submit_policy import is_practice_source, submit_blocker
 from desktop_app.qt.workers import (
     CameraWorker,
     CaptureRequest,
@@ -82,6 +83,7 @@ class CaptureSession(QObject):
         self.model_error = ""
         self.model_loading = False
         self.source_name = ""
+        self.source_is_practice = False
         self.source_ok = False
         self.source_message = ""
         self.capture_busy = False
@@ -159,6 +161,7 @@ class CaptureSession(QObject):
         """Stop the current source (if any) and start ``source`` in a fresh camera thread."""
         self.stop_source()
         self.source_name = source.name
+        self.source_is_practice = is_practice_source(source_label(source))
         self.source_ok = False
         worker = CameraWorker(source, self.preview_slot, self.inference_slot, self.display_size)
         thread = WorkerThread(worker, "camera")
@@ -294,6 +297,12 @@ class CaptureSession(QObject):
     def score_image(self, key: str, image_rgb: np.ndarray) -> None:
         """Score an image on the capture grid in the inference thread (``sig_image_scored``)."""
         self._sig_score_image.emit(key, image_rgb)
+
+    def send_blocker(self, record: CaptureRecord) -> str:
+        """Why ``record`` may not be sent to the configured target ("" = it may), by the one
+        rule in ``core.submit_policy``."""
+        needs_ref = self.queue.target.needs_patient_ref if self.queue is not None else False
+        return submit_blocker(record, needs_ref)
 
     def submit(self, capture_id: str) -> bool:
         if self._submission_worker is None:
