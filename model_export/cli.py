@@ -11,8 +11,8 @@ Subcommands (``--help`` on each for options):
 * ``bench-extractor``                   descriptor extraction speed per patch (torch vs onnxruntime)
 * ``build-data --shared DIR --out DIR``  rated training set from real photos + capture faults
 * ``baselines --csv FILE``              Laplacian / exposure / BRISQUE baselines with their AUC
-* ``generalisation --model F --out DIR`` out-of-family numbers on the rated photos; fits the fusion
-* ``fuse --model F --report DIR --out F`` write the fitted fusion stage into an ONNX file
+* ``generalisation --model F --out DIR`` out-of-family numbers on the rated photos; tunes the head
+* ``evaluate-file --model F --csv FILE``  a model file through the app's engine on a rated CSV
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     reason_eval.add_parser(sub)
     ceiling.add_parser(sub)
     generalisation.add_parser(sub)
+    generalisation.add_evaluate_file_parser(sub)
     return parser
 
 

@@ -248,9 +248,7 @@ def leave_one_family_out(data: RatedSet, clean_folds: int = 5) -> dict[str, Any]
         )
         results[family] = entry
         logger.info("leave out %s: AUC %.3f", family, entry["auc"])
-    counted = {
-        f: r["auc"] for f, r in results.items() if r["family_poor"] >= 3 and r["good"] >= 3
-    }
+    counted = {f: r["auc"] for f, r in results.items() if r["family_poor"] >= 3 and r["good"] >= 3}
     worst = min(counted, key=lambda f: counted[f]) if counted else ""
     return {
         "families": results,
@@ -581,3 +579,61 @@ def _check_written(path: Path, head: Any, shared: Path, n: int = 30) -> tuple[in
     expected, _ = predict(head, rated_bags(photos, path))
     got = np.asarray([engine.score(load_rgb(p.path)).score for p in photos])
     return len(photos), float(np.abs(got - expected).max()) if photos else 0.0
+
+
+def evaluate_model_file(model_path: Path, csv_path: Path) -> dict[str, Any]:
+    """A model file as the app runs it (its engine, capture grid, its own threshold) on a rated
+    CSV in the training format: AUC and rates overall and per cohort."""
+    from desktop_app.core.image_io import load_rgb
+    from desktop_app.core.inference import QualityEngine
+
+    photos = load_rated_set_csv(csv_path)
+    engine = QualityEngine(model_path, providers="cpu")
+    scores = np.asarray([engine.score(load_rgb(p.path)).score for p in photos])
+    labels = np.asarray([p.label for p in photos])
+    report: dict[str, Any] = {
+        "model": f"{engine.meta.model_name} {engine.meta.model_version} ({engine.meta.precision})",
+        "csv": csv_path.name,
+        "threshold": engine.threshold,
+        "all": rates_at(labels, scores, engine.threshold),
+    }
+    for cohort in sorted({p.cohort for p in photos}):
+        idx = np.asarray([i for i, p in enumerate(photos) if p.cohort == cohort])
+        report[f"cohort {cohort}"] = rates_at(labels[idx], scores[idx], engine.threshold)
+    return report
+
+
+def load_rated_set_csv(csv_path: Path) -> list[RatedPhoto]:
+    """A training-format CSV read as rated photos (faults from its ``fault`` column if any)."""
+    from model_export.rated import load_rated_set
+
+    return load_rated_set(csv_path.parent, csv_path.parent.name, csv_path.name)
+
+
+def add_evaluate_file_parser(subparsers: Any) -> None:
+    """The ``evaluate-file`` subcommand."""
+    parser = subparsers.add_parser(
+        "evaluate-file",
+        help="a model file through the app's engine on a rated CSV (AUC, rates per cohort)",
+    )
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--csv", type=Path, required=True, help="training-format rated CSV")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=_run_evaluate_file)
+
+
+def _run_evaluate_file(args: Any) -> int:
+    report = evaluate_model_file(args.model, args.csv)
+    if args.json:
+        print(json.dumps(report, indent=1, default=float))
+        return 0
+    print(f"{report['model']} on {report['csv']}, threshold {report['threshold']:.4f}:")
+    print("| set | n (good/poor) | AUC | sensitivity | specificity | NPV |")
+    print("|---|---|---|---|---|---|")
+    for key, r in report.items():
+        if isinstance(r, dict):
+            print(
+                f"| {key} | {r['n']} ({r['good']}/{r['poor']}) | {r['auc']:.3f} | "
+                f"{r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['npv']:.3f} |"
+            )
+    return 0

@@ -48,15 +48,18 @@ class RatedPhoto:
     reasons: dict[str, int]
 
 
-def load_rated_set(folder: Path, rated_set: str) -> list[RatedPhoto]:
-    """``folder`` holds ``ratings.csv`` (training format) and ``faults.csv`` (fault per image)."""
+def load_rated_set(
+    folder: Path, rated_set: str, ratings_name: str = "ratings.csv"
+) -> list[RatedPhoto]:
+    """``folder`` holds ``ratings_name`` (training format) and optionally ``faults.csv`` (the
+    fault of each image; else a ``fault`` column of the ratings, else "unknown")."""
     faults: dict[str, str] = {}
     faults_csv = folder / "faults.csv"
     if faults_csv.is_file():
         with faults_csv.open(newline="") as handle:
             faults = {row["image"]: row["fault"] for row in csv.DictReader(handle)}
     photos: list[RatedPhoto] = []
-    with (folder / "ratings.csv").open(newline="") as handle:
+    with (folder / ratings_name).open(newline="") as handle:
         for row in csv.DictReader(handle):
             ratings = tuple(
                 int(row[k]) for k in sorted(row) if k.startswith("rater_") and row[k].strip()
@@ -71,7 +74,7 @@ def load_rated_set(folder: Path, rated_set: str) -> list[RatedPhoto]:
                     rated_set=rated_set,
                     cohort=row["cohort"],
                     source_path=row.get("source_path", ""),
-                    fault=faults.get(row["image"], "unknown"),
+                    fault=faults.get(row["image"], row.get("fault") or "unknown"),
                     ratings=ratings,
                     label=label,
                     reasons=reasons,

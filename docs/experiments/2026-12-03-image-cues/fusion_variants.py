@@ -1,3 +1,6 @@
+# Record of the 2026-12-03 experiment (see README.md beside it). It ran against a working-tree
+# module model_export/fusion.py (cue cache, loaders, fusion fit) that was not kept when the cue
+# stage was dropped, so it does not run as it stands; the numbers it printed are in README.md.
 import numpy as np, warnings
 warnings.filterwarnings('ignore')
 from pathlib import Path
