@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -81,6 +82,17 @@ def resolve_model(path: Path | None) -> Path | None:
     return path if path is not None else default_model_path()
 
 
+class ModelRunError(RuntimeError):
+    """The model ran but gave no usable result for one image."""
+
+
+def _report_skip(path: Path, message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"path": str(path), "error": message}), flush=True)
+    else:
+        print(f"skipped: {message}", file=sys.stderr)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """Score every image; unreadable files are reported and skipped.
 
@@ -105,12 +117,19 @@ def cmd_score(args: argparse.Namespace) -> int:
         try:
             image = load_rgb(path)
             result = engine.score(image, grid=args.grid)
-        except ImageLoadError as exc:
+            if not math.isfinite(result.score):
+                raise ModelRunError(f"{path.name}: the model returned no valid score (NaN)")
+        except (ImageLoadError, ModelRunError) as exc:
             failed += 1
-            if args.json:
-                print(json.dumps({"path": str(path), "error": str(exc)}), flush=True)
-            else:
-                print(f"skipped: {exc}", file=sys.stderr)
+            _report_skip(path, str(exc), args.json)
+            continue
+        except Exception as exc:  # onnxruntime fails at run time: say so, no traceback
+            failed += 1
+            first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            logger.debug("model run failed on %s", path, exc_info=True)
+            _report_skip(
+                path, f"{path.name}: the model could not score it ({first_line})", args.json
+            )
             continue
         ms = (time.perf_counter() - t0) * 1000.0
         scored += 1
@@ -119,15 +138,19 @@ def cmd_score(args: argparse.Namespace) -> int:
             record = {
                 "path": str(path),
                 "score": round(result.score, 6),
-                "level": round(result.expected_level, 4),
+                "level": round(result.expected_level, 4)
+                if math.isfinite(result.expected_level)
+                else None,
                 "decision": "accept" if result.accepted else "retake",
                 "threshold": round(result.threshold, 6),
                 "reasons": reasons,
-                "reason_probabilities": {k: round(v, 4) for k, v in result.reasons.items()},
+                "reason_probabilities": {
+                    k: round(v, 4) if math.isfinite(v) else None for k, v in result.reasons.items()
+                },
                 "grid": f"{result.layout.rows}x{result.layout.cols}",
                 "ms": round(ms, 1),
             }
-            print(json.dumps(record), flush=True)
+            print(json.dumps(record, allow_nan=False), flush=True)
         else:
             decision = "ACCEPT" if result.accepted else "RETAKE"
             print(

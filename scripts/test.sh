@@ -23,7 +23,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
 fi
 
-PYTHON=${PYTHON:-python3}
+# A virtual environment of the project's own (.venv), so that this works where the system
+# Python refuses pip installs (Debian/Ubuntu "externally managed"); PYTHON=... overrides it.
+if [ -z "${PYTHON:-}" ]; then
+    if [ ! -x .venv/bin/python ]; then
+        if ! python3 -m venv .venv 2>/dev/null; then
+            rm -rf .venv
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+                apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+            fi
+            python3 -m venv .venv
+        fi
+    fi
+    PYTHON=.venv/bin/python
+    export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
+fi
+"$PYTHON" -m pip install -q --disable-pip-version-check --upgrade pip
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev,train,dicom]"
 
 export QT_QPA_PLATFORM=offscreen

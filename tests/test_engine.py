@@ -119,3 +119,14 @@ def test_positions_are_patch_centres_in_unit_square() -> None:
     assert pos.shape == (6, 2)
     assert pos[0, 0] == pytest.approx(224 / 640 - 1) and pos[0, 1] == pytest.approx(224 / 320 - 1)
     assert pos[-1, 0] == pytest.approx(1 - 224 / 640) and pos[1, 0] == pytest.approx(0.0)
+
+
+def test_a_sliver_image_is_scored_in_bounded_memory(engine: QualityEngine) -> None:
+    """A 1 x 40,000 px strip used to be enlarged to 224 x 8.96 M px (6.4 GB) before tiling."""
+    layout = plan_layout(1, 40_000, 224, GridSpec(max_long_side=896, max_patches=64))
+    height, width = layout.resized_hw
+    assert height * width * 3 <= 224 * 224 * 64 * 3  # at most what 64 patches can cover
+    sliver = np.full((1, 40_000, 3), 128, np.uint8)
+    result = engine.score(sliver)  # the test model: patch 32, at most 64 patches
+    assert np.isfinite(result.score)
+    assert result.layout.resized_hw[1] <= 32 * 64

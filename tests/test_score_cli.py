@@ -78,3 +78,58 @@ def test_score_with_broken_model_gives_clear_error(
     model.write_bytes(b"not a model")
     assert main(["score", "--model", str(model), str(tmp_path)]) == 2
     assert "damaged or truncated" in capsys.readouterr().err
+
+
+def _nan_model(path: Path) -> Path:
+    """The handmade test model with its pooled score multiplied by NaN."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx_factory import build_graph, write_model
+
+    graph = build_graph(32, n_reasons=2)
+    for node in graph.graph.node:
+        node.output[:] = ["score_raw" if o == "score" else o for o in node.output]
+        node.input[:] = ["score_raw" if i == "score" else i for i in node.input]
+    graph.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan"))
+    graph.graph.node.append(helper.make_node("Mul", ["score_raw", "nan"], ["score"]))
+    onnx.checker.check_model(graph)
+    return write_model(path, graph=graph)
+
+
+def test_a_model_that_returns_nan_is_reported_not_printed_as_invalid_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_images(tmp_path / "photos")
+    model = _nan_model(tmp_path / "nan.onnx")
+    code = main(["score", "--model", str(model), "--json", str(tmp_path / "photos" / "sharp.jpg")])
+    assert code == 1  # nothing could be scored
+    lines = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in lines]  # every line is valid JSON
+    assert len(records) == 1 and "no valid score" in records[0]["error"]
+
+
+def test_a_model_failing_at_run_time_gives_a_message_not_a_traceback(
+    tmp_path: Path, test_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+    from onnx_factory import build_graph, write_model
+
+    graph = build_graph(32, n_reasons=2)
+    # a graph that fails when it runs: a Reshape to an impossible shape on the bag's scores
+    from onnx import helper, numpy_helper
+
+    for node in graph.graph.node:
+        node.output[:] = ["ps_raw" if o == "patch_scores" else o for o in node.output]
+        node.input[:] = ["ps_raw" if i == "patch_scores" else i for i in node.input]
+    graph.graph.initializer.append(numpy_helper.from_array(np.array([7, 5], np.int64), "bad"))
+    graph.graph.node.append(helper.make_node("Reshape", ["ps_raw", "bad"], ["ps_2d"]))
+    graph.graph.node.append(helper.make_node("Flatten", ["ps_2d"], ["ps_flat"], axis=0))
+    graph.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "flat"))
+    graph.graph.node.append(helper.make_node("Reshape", ["ps_flat", "flat"], ["patch_scores"]))
+    onnx.checker.check_model(graph)
+    model = write_model(tmp_path / "broken.onnx", graph=graph)
+    _write_images(tmp_path / "photos")
+    code = main(["score", "--model", str(model), str(tmp_path / "photos" / "sharp.jpg")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "could not score it" in err and "Traceback" not in err

@@ -54,6 +54,11 @@ def plan_layout(height: int, width: int, patch_size: int, grid: GridSpec) -> Pat
         scale = patch_size / min(height, width)
     rh = max(patch_size, round(height * scale))
     rw = max(patch_size, round(width * scale))
+    # A sliver (say 1 x 40,000 px) brought up to one patch on its short side would be enlarged
+    # to gigabytes along its long side although at most max_patches patches are cut from it:
+    # the long side is capped at what the patch budget can cover (squeezing only such slivers).
+    longest = patch_size * grid.max_patches
+    rh, rw = min(rh, longest), min(rw, longest)
     rows, cols = math.ceil(rh / patch_size), math.ceil(rw / patch_size)
     # An extremely elongated image cannot be covered within the patch budget even at the
     # smallest scale: then patches are spread evenly with gaps between them.
