@@ -368,3 +368,17 @@ def test_closed_store_refuses_use(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="closed"):
         s.list()
     assert os.path.exists(tmp_path / "captures.sqlite3")
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_and_start_up_survives_it(tmp_path: Path) -> None:
+    """A hot-folder file named in Latin-1 on a UTF-8 system reaches the record as a surrogate
+    escape (os.fsdecode); SQLite refused it, and the restart re-raised it out of the store."""
+    latin1_name = os.fsdecode(b"hotfolder:/tether/caf\xe9-\xff.jpg")
+    with CaptureStore(tmp_path / "store") as s:
+        record = s.add(smooth_image(), make_info(source=latin1_name, note="n\udce9"))
+        assert record.info.source == "hotfolder:/tether/caf\\xe9-\\xff.jpg"
+        assert record.info.note == "n\\xe9"
+        s._conn.execute("DELETE FROM captures")  # a crash before the row: recovered at start
+    with CaptureStore(tmp_path / "store") as s:
+        assert s.startup_report.recovered == [record.id]
+        assert s.get(record.id).info.source == "hotfolder:/tether/caf\\xe9-\\xff.jpg"

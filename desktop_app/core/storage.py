@@ -187,6 +187,34 @@ class StartupReport:
         )
 
 
+def storable_text(text: str) -> str:
+    """``text`` as valid UTF-8 for SQLite and JSON: undecodable bytes of a file name (Python's
+    surrogate escapes, e.g. a Latin-1 name on a UTF-8 system) become visible ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # lone surrogates that are not escaped bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def storable_info(info: CaptureInfo) -> CaptureInfo:
+    """``info`` with every text field made storable (:func:`storable_text`)."""
+    changes: dict[str, Any] = {
+        f.name: storable_text(value)
+        for f in dataclasses.fields(info)
+        if isinstance(value := getattr(info, f.name), str) and storable_text(value) != value
+    }
+    reasons = {storable_text(k): v for k, v in info.reasons.items()}
+    if reasons != info.reasons:
+        changes["reasons"] = reasons
+    return dataclasses.replace(info, **changes) if changes else info
+
+
 def default_store_root() -> Path:
     """``$SKIN_CAPTURE_HOME/captures`` if set, else platformdirs' user data dir + ``captures``."""
     home = os.environ.get(HOME_ENV)
@@ -646,7 +674,9 @@ class CaptureStore:
                     continue
                 try:
                     self._recover_orphan(image)
-                except StorageError as exc:  # e.g. disk full: the file stays, retried next start
+                except (StorageError, ValueError) as exc:
+                    # e.g. disk full: the file stays, retried next start; one bad capture never
+                    # stops the store from opening
                     logger.error("capture %s could not be recovered now: %s", capture_id, exc)
                     known[capture_id] = "unrecovered"
                     continue
@@ -866,6 +896,7 @@ class CaptureStore:
     ) -> None:
         from hashlib import sha256
 
+        info = storable_info(info)
         study, series, sop = derive_uids(capture_id, info, created)
 
         def body(conn: sqlite3.Connection) -> None:
