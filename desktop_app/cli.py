@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kiosk", action="store_true", help="start the patient kiosk (full screen)"
     )
-    parser.add_argument("--model", type=Path, help="ONNX model (default: the bundled model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        dest="global_model",
+        help="ONNX model (default: the one chosen in Settings, else the bundled model)",
+    )
     parser.add_argument(
         "--source",
         help="frame source: 'demo', a camera index, a video file, an image folder or "
@@ -65,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from desktop_app.core.resources import configure_logging
 
     configure_logging(args.verbose)
+    # `skin-capture --model X score` and `skin-capture score --model X` mean the same
+    if args.command in ("score", "bench"):
+        args.model = resolve_model(args.model or args.global_model)
+    else:
+        args.model = args.global_model
     if args.command == "score":
         return cmd_score(args)
     if args.command == "bench":
@@ -77,9 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def resolve_model(path: Path | None) -> Path | None:
-    from desktop_app.core.inference import default_model_path
+    """The model the GUI would use: ``path``, else Settings' model, else the bundled one."""
+    from desktop_app.core.inference import resolve_model_path
+    from desktop_app.core.settings import load_settings
 
-    return path if path is not None else default_model_path()
+    return resolve_model_path(path, load_settings().model_path)
 
 
 class ModelRunError(RuntimeError):
@@ -102,7 +114,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from desktop_app.core.inference import NO_MODEL_MESSAGE, QualityEngine
     from desktop_app.core.model_meta import ModelContractError
 
-    model_path = resolve_model(args.model)
+    model_path = args.model
     if model_path is None:
         print(f"error: {NO_MODEL_MESSAGE}", file=sys.stderr)
         return 2

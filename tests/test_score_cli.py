@@ -133,3 +133,26 @@ def test_a_model_failing_at_run_time_gives_a_message_not_a_traceback(
     err = capsys.readouterr().err
     assert code == 1
     assert "could not score it" in err and "Traceback" not in err
+
+
+def test_every_entry_point_resolves_the_model_the_same_way(
+    tmp_path: Path, test_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`skin-capture --model X score` used the bundled model; `score` ignored Settings' model."""
+    from onnx_factory import make_meta, write_model
+
+    from desktop_app.core.settings import AppSettings, save_settings
+
+    _write_images(tmp_path / "photos")
+    image = str(tmp_path / "photos" / "sharp.jpg")
+    other = write_model(tmp_path / "other.onnx", meta=make_meta(threshold=0.123))
+
+    def threshold_used(argv: list[str]) -> float:
+        assert main(argv) == 0
+        return float(json.loads(capsys.readouterr().out.splitlines()[0])["threshold"])
+
+    assert threshold_used(["--model", str(other), "score", "--json", image]) == 0.123
+    assert threshold_used(["score", "--model", str(other), "--json", image]) == 0.123
+    save_settings(AppSettings(model_path=str(other)))  # chosen in Settings, as the GUI does
+    assert threshold_used(["score", "--json", image]) == 0.123
+    assert threshold_used(["score", "--model", str(test_model_path), "--json", image]) == 0.5

@@ -177,10 +177,10 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run_bench_cli(args: argparse.Namespace) -> int:
-    from desktop_app.core.inference import NO_MODEL_MESSAGE, default_model_path
+    from desktop_app.core.inference import NO_MODEL_MESSAGE, resolve_model_path
     from desktop_app.core.model_meta import ModelContractError
 
-    model_path = args.model or default_model_path()
+    model_path = args.model or resolve_model_path(None)
     if model_path is None:
         print(f"error: {NO_MODEL_MESSAGE}", file=sys.stderr)
         return 2

@@ -249,6 +249,17 @@ def default_model_path() -> Path | None:
     return None
 
 
+def resolve_model_path(explicit: Path | None, configured: str = "") -> Path | None:
+    """The one model resolution for every entry point (app, ``score``, ``bench``): ``--model``
+    first, then the model chosen in Settings (``configured``), then :func:`default_model_path`
+    (``$SKIN_CAPTURE_MODEL`` or the bundled one)."""
+    if explicit is not None:
+        return explicit
+    if configured:
+        return Path(configured)
+    return default_model_path()
+
+
 NO_MODEL_MESSAGE = (
     "No quality model is installed. Put a model exported by 'skin-capture-model export' at "
     "resources/models/default-int8.onnx, set SKIN_CAPTURE_MODEL=/path/to/model.onnx, or pass "

@@ -42,7 +42,7 @@ from desktop_app.core.frame_sources import (
     list_cameras,
     source_from_spec,
 )
-from desktop_app.core.inference import default_model_path
+from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
 from desktop_app.core.storage import CaptureStore, StorageError
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
@@ -103,12 +103,9 @@ def start_session(session: CaptureSession, services: AppServices) -> None:
 
 
 def resolve_model_path(explicit: Path | None, settings: AppSettings) -> Path | None:
-    """``--model`` first, then the model chosen in Settings, then the bundled default."""
-    if explicit is not None:
-        return explicit
-    if settings.model_path:
-        return Path(settings.model_path)
-    return default_model_path()
+    """``--model`` first, then the model chosen in Settings, then the bundled default
+    (``core.inference.resolve_model_path``)."""
+    return resolve_core_model_path(explicit, settings.model_path)
 
 
 def choose_source(spec: str | None, settings: AppSettings) -> tuple[FrameSource, str]:
