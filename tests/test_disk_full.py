@@ -110,3 +110,40 @@ def test_disk_full_gives_a_clear_message_and_no_partial_files(
     _assert_consistent(store)
     store.close()
     os.sync()
+
+
+def _fill(folder: Path, name: str) -> Path:
+    """Write a filler file until the filesystem is full; returns it."""
+    filler = folder / name
+    with filler.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 1024)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_delete_frees_space_even_after_the_reserve_is_used_up(
+    small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CaptureStore, "reserve_bytes", 64 * 1024)
+    store = CaptureStore(small_fs / "captures")
+    ids = [store.add(_noise(120, 120, seed), make_info()).id for seed in range(3)]
+    _fill(small_fs, "filler-1")
+    store.review(ids[0], "confirm_reject", "dr", "")  # may use the reserve on the full disk
+    (store.root / RESERVE_NAME).unlink(missing_ok=True)  # the reserve is gone for good
+    _fill(small_fs, "filler-2")
+    for _ in range(50):  # fill the database's own slack until SQLite itself is out of space
+        try:
+            store.review(ids[1], "confirm_reject", "dr", "x" * 4000)
+        except StorageError:
+            break
+    else:
+        pytest.skip("SQLite never ran out of space on this filesystem")
+    store.delete(ids[2], "it-admin")  # the user frees space from the app
+    with pytest.raises(KeyError):
+        store.get(ids[2])
+    assert not list(store.images_dir.rglob(f"{ids[2]}*"))
+    _assert_consistent(store)
+    store.close()

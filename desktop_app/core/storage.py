@@ -85,6 +85,10 @@ class StorageError(RuntimeError):
     """Saving or reading a capture failed; the message is written for clinic staff."""
 
 
+class DiskFullError(StorageError):
+    """The disk is full (and the space reserve, where allowed, did not help)."""
+
+
 @dataclass(frozen=True)
 class CaptureInfo:
     """What the app knows when a photo is taken."""
@@ -834,7 +838,7 @@ class CaptureStore:
                 if _is_disk_full(exc):
                     if use_reserve and attempt == 1 and self._release_reserve():
                         continue
-                    raise StorageError(
+                    raise DiskFullError(
                         f"The disk is full: {what} could not be saved in {self.root}. Free some "
                         "disk space (or ask IT), then try again. Nothing was half-saved."
                     ) from exc
@@ -1157,10 +1161,28 @@ class CaptureStore:
             conn.execute("DELETE FROM captures WHERE id=?", (capture_id,))
             return str(row["image_relpath"])
 
-        relpath = self._write(body, "The deletion")
+        try:
+            relpath = self._write(body, "The deletion")
+        except DiskFullError:
+            # Deleting is how a user frees space, so it must work on a full disk even after the
+            # reserve is used up: the photo goes first (that frees its space), then the row. A
+            # crash in between leaves a row whose image is missing: shown as such, deletable.
+            relpath = self._image_relpath(capture_id)
+            logger.warning("disk full: removing the photo of %s before its row", capture_id)
+            self._remove_capture_files(self.root / relpath)
+            relpath = self._write(body, "The deletion")
         # A crash before this point is completed by reconciliation (audit says "delete").
         self._remove_capture_files(self.root / relpath)
         self._ensure_reserve()
+
+    def _image_relpath(self, capture_id: str) -> str:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT image_relpath FROM captures WHERE id=?", (capture_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(capture_id)
+        return str(row["image_relpath"])
 
     # ---- submission bookkeeping (used by core.submission) ------------------------------------
 
