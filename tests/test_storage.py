@@ -333,12 +333,22 @@ def test_export_training_csv(store: CaptureStore, tmp_path: Path) -> None:
     assert rows[f"capture:{c.id}"]["rater_1"] == "1"
     assert rows[f"capture:{b.id}"]["cohort"] == "app-kiosk"
     assert rows[f"capture:{b.id}"]["dark"] == "1" and rows[f"capture:{b.id}"]["blur"] == "1"
-    assert rows[f"capture:{a.id}"]["dark"] == "0"
+    assert rows[f"capture:{a.id}"]["dark"] == ""  # "fine" names no fault: unknown, not absent
     header = next(csv.reader(out.open()))
     assert header[:5] == ["image", "rater_1", "cohort", "split", "source_path"]
     for row in rows.values():
         assert (out.parent / row["image"]).is_file()
     assert store.export_training_csv(tmp_path / "one.csv", ids=[b.id]) == 1
+
+
+def test_reviewers_own_words_name_reasons() -> None:
+    from desktop_app.core.storage import reasons_named_in
+
+    assert reasons_named_in("too blurry") == {"blur"}
+    assert reasons_named_in("Out of focus, colour cast") == {"blur", "colour"}
+    assert reasons_named_in("color cast; lesion off-centre") == {"colour", "framing"}
+    assert reasons_named_in("looks fine") == set()
+    assert "dark" not in reasons_named_in("darkening of the lesion")  # whole words only
 
 
 def test_concurrent_adds_from_threads(store: CaptureStore) -> None:

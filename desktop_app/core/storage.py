@@ -219,6 +219,34 @@ def storable_info(info: CaptureInfo) -> CaptureInfo:
     return dataclasses.replace(info, **changes) if changes else info
 
 
+# Words and phrases in a reviewer's free-text reason that name a reason column.
+REASON_PHRASES: dict[str, tuple[str, ...]] = {
+    "blur": ("blur", "blurry", "blurred", "out of focus", "unsharp", "not sharp", "soft focus"),
+    "motion": ("motion", "shake", "shaky", "shaken", "camera moved", "movement"),
+    "dark": ("dark", "underexposed", "under-exposed", "too dim", "dim"),
+    "bright": ("bright", "overexposed", "over-exposed", "washed out", "burnt out", "blown"),
+    "glare": ("glare", "reflection", "shiny", "specular", "sheen", "flash spot"),
+    "colour": ("colour", "color", "colour cast", "color cast", "tint", "white balance"),
+    "framing": ("framing", "off-centre", "off-center", "off centre", "off center", "cut off"),
+    "distance": ("distance", "too far", "too small", "far away", "move closer"),
+    "noise": ("noise", "noisy", "grainy", "grain"),
+    "resolution": ("resolution", "pixelated", "low res"),
+    "compression": ("compression", "compressed", "jpeg", "artefacts", "artifacts", "blocky"),
+    "obstruction": ("obstruction", "obstructed", "covered", "hair", "finger", "sleeve"),
+}
+
+
+def reasons_named_in(text: str) -> set[str]:
+    """The reason names that a reviewer's free text names (whole words or phrases, any case)."""
+    lowered = " ".join(re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower()))
+    padded = f" {lowered} "
+    return {
+        name
+        for name, phrases in REASON_PHRASES.items()
+        if any(f" {phrase} " in padded for phrase in phrases)
+    }
+
+
 def default_store_root() -> Path:
     """``$SKIN_CAPTURE_HOME/captures`` if set, else platformdirs' user data dir + ``captures``."""
     home = os.environ.get(HOME_ENV)
@@ -1239,7 +1267,8 @@ class CaptureStore:
         Columns: ``image`` (relative to the CSV; images are copied to ``images/`` beside it),
         ``rater_1`` (the reviewer's 1-5 rating, else override -> 4, confirm_reject -> 2),
         ``cohort`` (``app-<mode>``), ``split`` (``review``), ``source_path`` (``capture:<id>``),
-        and one 0/1 column per reason name, 1 where the reviewer's reason text names it.
+        and one column per reason name: 1 where the reviewer's reason text names it
+        (:func:`reasons_named_in`), else blank (unknown).
         Captures without a review decision carry no human label and are skipped.
         """
         import csv
@@ -1269,7 +1298,7 @@ class CaptureStore:
                     logger.warning("export: capture %s skipped (%s)", r.id, exc)
                     continue
                 rating = r.review_rating or DECISION_RATING[str(r.review_action)]
-                words = set(re.findall(r"[a-z]+", (r.review_reason or "").lower()))
+                named = reasons_named_in(r.review_reason or "")
                 writer.writerow(
                     [
                         f"images/{dest.name}",
@@ -1277,7 +1306,9 @@ class CaptureStore:
                         f"app-{r.info.mode}",
                         "review",
                         f"capture:{r.id}",
-                        *(int(name.lower() in words) for name in reason_names),
+                        # 1 where the reviewer named it; blank (unknown), never 0: free text
+                        # that does not name a fault does not say the fault is absent
+                        *("1" if name in named else "" for name in reason_names),
                     ]
                 )
                 written += 1
