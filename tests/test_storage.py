@@ -146,10 +146,48 @@ def test_original_jpeg_kept_pixel_exact_with_location_and_serials_removed(
         assert secret not in stored, secret
     with Image.open(io.BytesIO(stored)) as img:
         exif = img.getexif()
-        assert exif.get(0x0112) == 6 and exif.get(0x010F) == "CameraMaker"
+        assert exif.get(0x0112) == 6  # orientation: kept (allow-list)
+        assert exif.get(0x010F) is None  # make: not on the allow-list
         assert not exif.get_ifd(0x8825)
-        assert exif.get_ifd(0x8769).get(0x9003) == "2024:05:06 07:08:09"
+        assert exif.get_ifd(0x8769).get(0x9003) is None  # the date taken: dropped
     assert np.array_equal(store.load_image(record.id), decoded)  # no recompression
+
+
+def test_exif_is_an_allow_list_and_jfif_thumbnails_go(store: CaptureStore) -> None:
+    """A deny-list kept ImageDescription (name, date of birth, MRN), DocumentName, HostComputer,
+    Copyright, XPTitle/XPSubject/XPKeywords, and APP0 whole (JFXX thumbnails)."""
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    exif[0x010E] = "Jane Doe DOB 1970-01-01 MRN 4711"  # ImageDescription
+    exif[0x010D] = "Ward 7 - Doe, Jane"  # DocumentName
+    exif[0x013C] = "CLINIC-PC-12"  # HostComputer
+    exif[0x8298] = "Dr Secret"  # Copyright
+    for tag in (0x9C9B, 0x9C9F, 0x9C9E):  # XPTitle, XPSubject, XPKeywords (UTF-16)
+        exif[tag] = "Doe Jane".encode("utf-16-le")
+    sub = exif.get_ifd(0x8769)
+    sub[0x829A] = (1, 60)  # ExposureTime: kept
+    sub[0x9286] = b"ASCII\0\0\0MRN 4711"  # UserComment
+    image = smooth_image(40, 56, seed=5)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    data = buffer.getvalue()
+    # a JFIF APP0 carrying a 2x2 thumbnail, and a JFXX extension, right after SOI
+    thumb = bytes([200, 10, 10]) * 4
+    jfif = b"JFIF\0\x01\x02\x00\x00\x01\x00\x01\x02\x02" + thumb
+    jfxx = b"JFXX\0\x13" + b"\x02\x02" + thumb
+    segments = b"".join(
+        b"\xff\xe0" + (len(p) + 2).to_bytes(2, "big") + p for p in (jfif, jfxx)
+    )
+    data = data[:2] + segments + data[2:]
+    record = store.add(decode_rgb(data), make_info(source="hotfolder:/x/b.jpg"), encoded=data)
+    stored = record.image_path.read_bytes()
+    for secret in (b"Jane", b"Doe", b"4711", b"CLINIC-PC", b"Secret", b"JFXX", thumb):
+        assert secret not in stored, secret
+    assert "Doe".encode("utf-16-le") not in stored
+    with Image.open(io.BytesIO(stored)) as img:
+        kept = img.getexif()
+        assert kept.get(0x0112) == 1 and kept.get_ifd(0x8769).get(0x829A) == (1, 60)
+        assert img.info.get("jfif") is not None  # the JFIF header itself stays
 
 
 def test_non_jpeg_original_stored_as_lossless_png_without_metadata(store: CaptureStore) -> None:
@@ -392,3 +430,18 @@ def test_a_file_name_that_is_not_utf8_is_stored_and_start_up_survives_it(tmp_pat
     with CaptureStore(tmp_path / "store") as s:
         assert s.startup_report.recovered == [record.id]
         assert s.get(record.id).info.source == "hotfolder:/tether/caf\\xe9-\\xff.jpg"
+
+
+def test_verbose_logging_keeps_pillow_exif_values_out(
+    store: CaptureStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from desktop_app.core.resources import configure_logging
+
+    configure_logging(verbose=True)
+    exif = Image.Exif()
+    exif[0x010E] = "Jane Doe MRN 4711"
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_image(16, 16)).save(buffer, "JPEG", exif=exif.tobytes())
+    with caplog.at_level(logging.DEBUG):
+        store.add(decode_rgb(buffer.getvalue()), make_info(), encoded=buffer.getvalue())
+    assert "4711" not in caplog.text

@@ -15,6 +15,9 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr
     )
+    # Pillow's debug messages print EXIF values (names, dates of birth, record numbers): never
+    # at any level of ours
+    logging.getLogger("PIL").setLevel(logging.WARNING)
 
 
 def resources_dir() -> Path:

@@ -60,22 +60,51 @@ REVIEW_ACTIONS = ("override", "confirm_reject")
 DECISION_RATING = {"override": 4, "confirm_reject": 2}
 MISSING_IMAGE_PROBLEM = "image file missing"
 
-# EXIF tags removed from kept originals: GPS block, owner, serial numbers, maker notes (which hold
-# vendor serials), unique ids.
-_EXIF_GPS_IFD = 0x8825
+# EXIF kept in stored originals: an allow-list of orientation, exposure and colour tags (what a
+# reviewer or a quality model can use). Everything else goes: text fields that may hold a name,
+# date of birth or record number (ImageDescription, XP* tags, UserComment, Artist, Copyright,
+# DocumentName, HostComputer), dates, GPS, serial numbers, maker notes, thumbnails.
 _EXIF_SUB_IFD = 0x8769
-_EXIF_PRIVATE_TAGS = frozenset(
+_EXIF_KEEP_IFD0 = frozenset(
     {
-        0x927C,  # MakerNote
-        0xA420,  # ImageUniqueID
-        0xA430,  # CameraOwnerName
-        0xA431,  # BodySerialNumber
-        0xA435,  # LensSerialNumber
-        0xC62F,  # CameraSerialNumber (DNG)
-        0x013B,  # Artist
-        0x9C9C,  # XPComment
-        0x9C9D,  # XPAuthor
-        0x9286,  # UserComment
+        0x0112,  # Orientation
+        0x011A,  # XResolution
+        0x011B,  # YResolution
+        0x0128,  # ResolutionUnit
+        0x0213,  # YCbCrPositioning
+    }
+)
+_EXIF_KEEP_SUB = frozenset(
+    {
+        0x829A,  # ExposureTime
+        0x829D,  # FNumber
+        0x8822,  # ExposureProgram
+        0x8827,  # ISOSpeedRatings
+        0x9000,  # ExifVersion
+        0x9101,  # ComponentsConfiguration
+        0x9201,  # ShutterSpeedValue
+        0x9202,  # ApertureValue
+        0x9203,  # BrightnessValue
+        0x9204,  # ExposureBiasValue
+        0x9205,  # MaxApertureValue
+        0x9207,  # MeteringMode
+        0x9208,  # LightSource
+        0x9209,  # Flash
+        0x920A,  # FocalLength
+        0xA001,  # ColorSpace
+        0xA002,  # PixelXDimension
+        0xA003,  # PixelYDimension
+        0xA217,  # SensingMethod
+        0xA402,  # ExposureMode
+        0xA403,  # WhiteBalance
+        0xA404,  # DigitalZoomRatio
+        0xA405,  # FocalLengthIn35mmFilm
+        0xA406,  # SceneCaptureType
+        0xA407,  # GainControl
+        0xA408,  # Contrast
+        0xA409,  # Saturation
+        0xA40A,  # Sharpness
+        0xA500,  # Gamma
     }
 )
 _ID_PATTERN = re.compile(r"^c\d{8}T\d{12}-[0-9a-f]{8}$")
@@ -357,18 +386,27 @@ def encode_png(image_rgb: np.ndarray) -> bytes:
 
 
 def _clean_exif(payload: bytes) -> bytes:
-    """Return the APP1 Exif payload with the GPS block and identifying tags removed."""
+    """The APP1 Exif payload rebuilt from the allow-listed tags only (``_EXIF_KEEP_*``)."""
     exif = Image.Exif()
     exif.load(payload)
-    exif.pop(_EXIF_GPS_IFD, None)
-    for tag in _EXIF_PRIVATE_TAGS:
-        exif.pop(tag, None)
+    kept = Image.Exif()
+    for tag in _EXIF_KEEP_IFD0:
+        if tag in exif:
+            kept[tag] = exif[tag]
     if _EXIF_SUB_IFD in exif:
-        sub = exif.get_ifd(_EXIF_SUB_IFD)
-        for tag in _EXIF_PRIVATE_TAGS:
-            sub.pop(tag, None)
-    cleaned = exif.tobytes()
+        source = exif.get_ifd(_EXIF_SUB_IFD)
+        wanted = {tag: source[tag] for tag in _EXIF_KEEP_SUB if tag in source}
+        if wanted:
+            kept.get_ifd(_EXIF_SUB_IFD).update(wanted)
+    cleaned = kept.tobytes()
     return cleaned if cleaned.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + cleaned
+
+
+def _clean_app0(payload: bytes) -> bytes | None:
+    """A JFIF header without its thumbnail; None for anything else (JFXX thumbnails...)."""
+    if not payload.startswith(b"JFIF\x00") or len(payload) < 14:
+        return None
+    return payload[:12] + b"\x00\x00"  # identifier, version, units, densities; no thumbnail
 
 
 def _clean_exif_or_raise(payload: bytes) -> bytes:
@@ -386,8 +424,9 @@ def _clean_exif_or_raise(payload: bytes) -> bytes:
 def strip_jpeg_metadata(data: bytes) -> bytes:
     """Losslessly remove location/identity metadata from a JPEG file.
 
-    Keeps JFIF (APP0), a cleaned Exif (APP1: orientation, exposure...), ICC profiles (APP2) and
-    Adobe (APP14, colour transform); drops XMP, IPTC/Photoshop, comments, other APPn segments and
+    Keeps JFIF (APP0, without its thumbnail), an allow-listed Exif (APP1: orientation, exposure
+    and colour tags only), ICC profiles (APP2) and Adobe (APP14, colour transform); drops JFXX
+    thumbnails, XMP, IPTC/Photoshop, comments, other APPn segments and
     everything after the end-of-image marker (multi-picture trailers carry their own Exif).
     The entropy-coded data is copied unchanged. Raises ValueError if the structure is not valid.
     """
@@ -435,7 +474,9 @@ def strip_jpeg_metadata(data: bytes) -> bytes:
         payload = data[pos + 2 : pos + length]
         pos += length
         keep: bytes | None
-        if marker == 0xE0 or marker == 0xEE:
+        if marker == 0xE0:
+            keep = _clean_app0(payload)
+        elif marker == 0xEE:
             keep = payload
         elif marker == 0xE1:
             keep = _clean_exif_or_raise(payload) if payload.startswith(b"Exif\x00\x00") else None
