@@ -60,6 +60,7 @@ def run_child(root: Path, target_settings: dict[str, str], seed: int, pace_s: fl
     rng = np.random.default_rng(seed)
     store = CaptureStore(root)
     queue = SubmissionQueue(store, make_target(target_settings))
+    queue.release_stale_claims()  # the killed run's claims, as the app does at start-up
     print("READY", flush=True)
     queue.process_pending()  # resume what an earlier run left queued
     n = 0
@@ -299,6 +300,7 @@ def drain_and_check(
 
     with CaptureStore(root) as store:
         queue = SubmissionQueue(store, make_target(target_settings))
+        queue.release_stale_claims()  # what the restarted app does (it holds the data-home lock)
         for record in store.list(["accepted", "overridden"]):
             queue.enqueue(record.id)
         for _ in range(20):

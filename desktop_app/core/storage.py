@@ -1268,6 +1268,50 @@ class CaptureStore:
 
         self._write(body, "The submission state")
 
+    def claim_for_sending(
+        self, capture_id: str, target: str, now_utc: str, lease_until_utc: str
+    ) -> CaptureRecord | None:
+        """Atomically take a due queued capture for one send attempt; None if it is not due or
+        another queue (another process on this data home) took it first.
+
+        The claim counts the attempt and leases the capture until ``lease_until_utc`` (ISO UTC):
+        no other queue picks it before then. A crash during the send leaves the lease to expire,
+        and the capture is retried; one that was delivered is marked submitted by the claimant.
+        """
+
+        def body(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE captures SET submission_attempts = submission_attempts + 1, "
+                "last_attempt_utc=?, next_attempt_utc=? WHERE id=? AND state='queued' AND "
+                "problem IS NULL AND (next_attempt_utc IS NULL OR next_attempt_utc <= ?)",
+                (now_utc, lease_until_utc, capture_id, now_utc),
+            )
+            if cur.rowcount != 1:
+                return False
+            row = conn.execute(
+                "SELECT submission_attempts FROM captures WHERE id=?", (capture_id,)
+            ).fetchone()
+            self._audit(conn, capture_id, "system", "attempt", f"{target} #{row[0]}")
+            return True
+
+        if not self._write(body, "The submission state"):
+            return None
+        return self.get(capture_id)
+
+    def release_claims(self) -> int:
+        """Make every queued capture due now (claims and back-offs of an earlier run); returns
+        how many. Only for the one process that holds the data-home lock, at start-up: any
+        claim it finds belongs to a run that died during a send."""
+
+        def body(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE captures SET next_attempt_utc=NULL "
+                "WHERE state='queued' AND next_attempt_utc IS NOT NULL"
+            )
+            return int(cur.rowcount)
+
+        return self._write(body, "The submission state")
+
     def _due_ids(self, now_utc: str, limit: int | None) -> builtins.list[str]:
         query = (
             "SELECT id FROM captures WHERE state='queued' AND problem IS NULL AND "

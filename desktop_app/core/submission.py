@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BASE_BACKOFF_S = 5.0
+# How long a claimed capture is kept from other queues while one sends it (longer than any send:
+# DICOMweb's overall deadline is well below this).
+SEND_LEASE_S = 600.0
 MAX_BACKOFF_S = 900.0
 
 VL_PHOTOGRAPHIC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -414,6 +417,14 @@ class SubmissionQueue:
             last_error=None,
         )
 
+    def release_stale_claims(self) -> int:
+        """At start-up, by the process holding the data-home lock: captures claimed by a run
+        that died during a send are due again (``CaptureStore.release_claims``)."""
+        released = self.store.release_claims()
+        if released:
+            logger.info("%d queued capture(s) from an earlier run are due again", released)
+        return released
+
     def retry_failed(self) -> int:
         """Re-queue every failed capture that the submit rule allows (e.g. after fixing the PACS
         settings); returns how many."""
@@ -457,17 +468,20 @@ class SubmissionQueue:
         if blocker:  # queued before this rule, or by hand: never sent, shown to staff
             self._fail(capture_id, blocker, record.submission_attempts)
             return True
-        attempts = record.submission_attempts + 1
         now = self._now()
-        # Record the attempt before sending: a crash during the send is visible afterwards.
-        self.store._update(
+        # Claim it atomically before sending (the attempt is recorded, and no other queue on
+        # this data home sends it while the lease runs): a crash during the send is visible
+        # afterwards, and two app processes never send one capture twice.
+        claimed = self.store.claim_for_sending(
             capture_id,
-            "system",
-            "attempt",
-            f"{self.target.name} #{attempts}",
-            submission_attempts=attempts,
-            last_attempt_utc=now.isoformat(timespec="microseconds"),
+            self.target.name,
+            now.isoformat(timespec="microseconds"),
+            (now + timedelta(seconds=SEND_LEASE_S)).isoformat(timespec="microseconds"),
         )
+        if claimed is None:
+            return True
+        record = claimed
+        attempts = record.submission_attempts
         if not record.image_path.is_file():
             self._fail(capture_id, "The stored photo is missing; it cannot be sent.", attempts)
             return True

@@ -43,8 +43,9 @@ from desktop_app.core.frame_sources import (
     source_from_spec,
 )
 from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
+from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.storage import CaptureStore, StorageError, default_store_root
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
 from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
@@ -136,8 +137,13 @@ def build_services(
     settings = settings or load_settings()
     store: CaptureStore | None = None
     store_error = ""
+    root = store_root or default_store_root()
     try:
-        store = CaptureStore(store_root)
+        acquire_data_home_lock(root)  # held for the life of the process
+        store = CaptureStore(root)
+    except AnotherInstanceError as exc:
+        store_error = str(exc)
+        logger.error("data home in use: %s", exc)
     except StorageError as exc:
         store_error = str(exc)
         logger.error("capture store unavailable: %s", exc)
@@ -146,7 +152,10 @@ def build_services(
     if store is not None:
         try:
             queue = SubmissionQueue(store, make_target(settings.submission))
+            queue.release_stale_claims()  # this process alone holds the data home
         except ValueError as exc:
+            queue_error = str(exc)
+        except StorageError as exc:
             queue_error = str(exc)
     source, note = choose_source(source_spec, settings)
     return AppServices(
@@ -700,6 +709,14 @@ def run_app(args: argparse.Namespace) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Skin Capture Assist")
     app.setApplicationVersion(__version__)
+    try:  # before any camera is opened or photo read: a second copy refuses, clearly
+        acquire_data_home_lock(default_store_root())
+    except AnotherInstanceError as exc:
+        logger.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        if not os.environ.get("SKIN_CAPTURE_NO_DIALOGS"):
+            QMessageBox.critical(None, "Skin Capture Assist is already running", str(exc))
+        return 3
     services = build_services(
         kiosk=bool(getattr(args, "kiosk", False)),
         model=getattr(args, "model", None),
