@@ -14,6 +14,7 @@ from desktop_app.core.storage import CaptureStore, StorageError
 from desktop_app.core.submission import (
     DicomWebTarget,
     OutboxTarget,
+    SubmissionError,
     SubmissionQueue,
     backoff_seconds,
     default_outbox_folder,
@@ -178,3 +179,48 @@ def test_make_target(isolated_app_dirs: Path, tmp_path: Path) -> None:
         make_target({"kind": "fax"})
     with pytest.raises(ValueError, match="seconds"):
         make_target({"kind": "dicomweb", "url": "http://x", "timeout_s": "soon"})
+
+
+def test_a_trickling_pacs_cannot_hold_a_send_beyond_its_deadline(
+    store: CaptureStore, tmp_path: Path
+) -> None:
+    """A server that answers one byte at a time, each within the read timeout, used to hold the
+    sending pass (and the app's shutdown) forever."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = server.accept()
+        connection.settimeout(1.0)
+        try:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n" * 4:
+                if stop.is_set():
+                    break
+                connection.sendall(bytes([byte]))
+                time.sleep(0.25)  # well inside the 1 s read timeout, forever in total
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    target = DicomWebTarget(f"http://127.0.0.1:{port}/dicom-web", timeout_s=1, deadline_s=2)
+    record = store.add(smooth_image(), make_info())
+    started = time.monotonic()
+    with pytest.raises(SubmissionError) as failure:
+        target.submit(store.get(record.id), record.image_path)
+    elapsed = time.monotonic() - started
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+    assert failure.value.transient
+    assert elapsed < 6, elapsed

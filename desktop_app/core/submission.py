@@ -267,14 +267,20 @@ class DicomWebTarget:
     needs_patient_ref = True
 
     def __init__(
-        self, base_url: str, timeout_s: float = 10, auth: tuple[str, str] | None = None
+        self,
+        base_url: str,
+        timeout_s: float = 10,
+        auth: tuple[str, str] | None = None,
+        deadline_s: float = 60,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self.auth = auth
+        # The whole request, however the server trickles its answer: a per-read timeout alone
+        # let a slow server hold the sending pass (and the app's shutdown) forever.
+        self.deadline_s = float(deadline_s)
 
     def submit(self, record: CaptureRecord, image_path: Path) -> str:
-        import requests
 
         from desktop_app.core.image_io import ImageLoadError, load_rgb
 
@@ -300,16 +306,7 @@ class DicomWebTarget:
             "Accept": "application/dicom+json",
         }
         url = f"{self.base_url}/studies"
-        try:
-            response = requests.post(
-                url, data=body, headers=headers, timeout=self.timeout_s, auth=self.auth
-            )
-        except requests.RequestException as exc:
-            raise SubmissionError(
-                f"The PACS at {self.base_url} cannot be reached ({type(exc).__name__}); "
-                "the photo stays queued and is sent when it is back.",
-                transient=True,
-            ) from exc
+        response = self._post_with_deadline(url, body, headers)
         status = response.status_code
         if status in (408, 425, 429) or status >= 500:
             raise SubmissionError(
@@ -328,6 +325,46 @@ class DicomWebTarget:
             )
         return self._confirmed_uid(response, record.sop_instance_uid)
 
+    def _post_with_deadline(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        """POST within ``deadline_s`` in all: requests' timeouts are per read, so a server that
+        trickles its answer a byte at a time held the sending pass (and the app's shutdown)
+        forever. The request runs in a daemon thread that is abandoned at the deadline (it ends
+        with its socket); a STOW the PACS completes late is harmless, the resend carries the
+        same instance UID and the PACS keeps one copy."""
+        import threading
+
+        import requests
+
+        outcome: dict[str, Any] = {}
+
+        def post() -> None:
+            try:
+                outcome["response"] = requests.post(
+                    url, data=body, headers=headers, timeout=self.timeout_s, auth=self.auth
+                )
+            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=post, name="dicomweb-stow", daemon=True)
+        worker.start()
+        worker.join(self.deadline_s)
+        if worker.is_alive():
+            raise SubmissionError(
+                f"The PACS at {self.base_url} did not finish answering within "
+                f"{self.deadline_s:.0f} s; the photo stays queued and is sent again later.",
+                transient=True,
+            )
+        error = outcome.get("error")
+        if isinstance(error, requests.RequestException):
+            raise SubmissionError(
+                f"The PACS at {self.base_url} cannot be reached ({type(error).__name__}); "
+                "the photo stays queued and is sent when it is back.",
+                transient=True,
+            ) from error
+        if error is not None:
+            raise error
+        return outcome["response"]
+
     @staticmethod
     def _confirmed_uid(response: Any, sop_uid: str) -> str:
         """Check the STOW-RS response lists our instance as stored (not failed)."""
@@ -341,6 +378,12 @@ class DicomWebTarget:
             ) from exc
         if isinstance(payload, list):
             payload = payload[0] if payload else {}
+        if not isinstance(payload, dict):
+            raise SubmissionError(
+                f"The PACS answered HTTP {response.status_code} with a confirmation this app "
+                "cannot read; will retry.",
+                transient=True,
+            )
         failed = payload.get("00081198", {}).get("Value") or []
         stored = payload.get("00081199", {}).get("Value") or []
         stored_uids = {str((item.get("00081155", {}).get("Value") or [""])[0]) for item in stored}
