@@ -224,3 +224,35 @@ def test_a_trickling_pacs_cannot_hold_a_send_beyond_its_deadline(
     server.close()
     assert failure.value.transient
     assert elapsed < 6, elapsed
+
+
+def test_closing_the_app_stops_a_send_in_progress(store: CaptureStore) -> None:
+    """The sending thread must finish within the app's stop timeout, whatever the server does."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # accepts the connection and never answers
+    target = DicomWebTarget(
+        f"http://127.0.0.1:{server.getsockname()[1]}/dicom-web", timeout_s=30, deadline_s=60
+    )
+    record = store.add(smooth_image(), make_info())
+    errors: list[SubmissionError] = []
+
+    def send() -> None:
+        try:
+            target.submit(store.get(record.id), record.image_path)
+        except SubmissionError as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    started = time.monotonic()
+    sender.start()
+    time.sleep(0.5)
+    target.cancel_pending()  # what SubmissionWorker.request_stop does at shutdown
+    sender.join(timeout=10)
+    server.close()
+    assert not sender.is_alive() and time.monotonic() - started < 3
+    assert errors and errors[0].transient and "stopped" in str(errors[0])

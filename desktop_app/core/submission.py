@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,6 +81,11 @@ class SubmissionTarget(Protocol):
         """Deliver one capture; return the remote id. Raise :class:`SubmissionError`."""
         ...
 
+    def cancel_pending(self) -> None:
+        """From another thread (app shutdown): make a send in progress give up now (a
+        transient failure: the capture stays queued)."""
+        ...
+
 
 # --------------------------------------------------------------------------------------------
 # Outbox folder
@@ -120,6 +127,9 @@ class OutboxTarget:
 
     name = "outbox"
     needs_patient_ref = False
+
+    def cancel_pending(self) -> None:
+        """A local folder write is not interruptible, and is quick."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -279,6 +289,10 @@ class DicomWebTarget:
         # The whole request, however the server trickles its answer: a per-read timeout alone
         # let a slow server hold the sending pass (and the app's shutdown) forever.
         self.deadline_s = float(deadline_s)
+        self._cancel = threading.Event()
+
+    def cancel_pending(self) -> None:
+        self._cancel.set()
 
     def submit(self, record: CaptureRecord, image_path: Path) -> str:
 
@@ -331,8 +345,6 @@ class DicomWebTarget:
         forever. The request runs in a daemon thread that is abandoned at the deadline (it ends
         with its socket); a STOW the PACS completes late is harmless, the resend carries the
         same instance UID and the PACS keeps one copy."""
-        import threading
-
         import requests
 
         outcome: dict[str, Any] = {}
@@ -347,7 +359,14 @@ class DicomWebTarget:
 
         worker = threading.Thread(target=post, name="dicomweb-stow", daemon=True)
         worker.start()
-        worker.join(self.deadline_s)
+        give_up_at = time.monotonic() + self.deadline_s
+        while worker.is_alive() and time.monotonic() < give_up_at:
+            if self._cancel.is_set():
+                raise SubmissionError(
+                    "Sending was stopped (the app is closing); the photo stays queued.",
+                    transient=True,
+                )
+            worker.join(0.1)
         if worker.is_alive():
             raise SubmissionError(
                 f"The PACS at {self.base_url} did not finish answering within "

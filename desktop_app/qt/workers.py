@@ -351,6 +351,12 @@ class SubmissionWorker(QObject):
         self.stopping = False
         self.busy = threading.Event()
 
+    def request_stop(self) -> None:
+        """Called from the GUI thread at shutdown: a send in progress gives up now, so the
+        thread finishes within the stop timeout (the capture stays queued)."""
+        self.stopping = True
+        self.queue.target.cancel_pending()
+
     @Slot(str)
     def _on_enqueue(self, capture_id: str) -> None:
         try:
