@@ -138,6 +138,7 @@ def test_space_and_r_in_the_patient_id_capture_and_retake_without_typing(
         qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
         assert window.outcome is not None and window.outcome.record is not None
         assert window.outcome.record.info.patient_ref == "P-1001"
+        assert not window.fps_label.isVisible()  # a still on screen: no frame rate
         _press(qtbot, window, Qt.Key.Key_R)
         assert window.outcome is None  # retaken
         assert window.patient_edit.text() == "P-1001"
@@ -309,8 +310,13 @@ def test_no_camera_message_is_shown_once(
     ]
     assert sum(str(missing) in text for text in shown) == 1, shown
     assert str(missing) in window.source_label.toolTip()  # the whole message on hover
+    assert "Checking" not in window.live.guidance.text()  # there is no picture to check
     status_bar = window.statusBar()
     assert status_bar.minimumSizeHint().width() <= window.width()
+    missing.mkdir()  # the card is back
+    qtbot.waitUntil(lambda: window.session.source_ok, timeout=WAIT_MS)
+    assert window.live.guidance.text() == HOT_FOLDER_WAITING
+    assert window.live.frame_view._placeholder == f"Waiting for photos in {missing}"
 
 
 def test_model_loading_says_so_and_checking_is_said_once(

@@ -44,7 +44,7 @@ from desktop_app.core.frame_sources import (
     list_cameras,
     source_from_spec,
 )
-from desktop_app.core.gating import GateState
+from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
 from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
@@ -64,6 +64,7 @@ HOT_FOLDER_WAITING = "Waiting for the next photo from the camera"
 LOADING_MODEL = "Loading the quality model…"
 CHECKING_PHOTO = "Checking the photo…"
 NO_PICTURE = "No picture from the camera"  # the banner above the view says why
+WAITING_FOR_CAMERA = "Waiting for the camera…"
 # The staff window fits a 1280x720 screen less its task bar and window decorations.
 MIN_WINDOW_SIZE = QSize(960, 600)
 PREFERRED_WINDOW_SIZE = QSize(1400, 900)
@@ -512,6 +513,7 @@ class MainWindow(QMainWindow):
             reason = ""  # the Capture button's place says so
         self.submit_reason.setText(reason)
         self.retake_button.setEnabled(showing)
+        self._update_fps_visibility()
         for widget in (self.patient_edit, self.site_combo, self.note_edit):
             widget.setEnabled(not showing and not busy)
 
@@ -519,7 +521,7 @@ class MainWindow(QMainWindow):
         """Hot folder (a tethered camera sends each shot as a file) or a live picture."""
         hot = self.session.is_hot_folder
         self.capture_button.setText(HOT_FOLDER_WAITING if hot else "Capture  [Space]")
-        self.fps_label.setVisible(not hot and self.tabs.currentIndex() == 0)
+        self._update_fps_visibility()
         if hot and self.outcome is None and not self.session.capture_busy:
             self._show_waiting_for_photo()
 
@@ -530,6 +532,7 @@ class MainWindow(QMainWindow):
         waiting = f"Waiting for photos in {folder}"
         if self.session.source_message and not self.session.source_ok:
             self.live.frame_view.clear_image(NO_PICTURE)
+            self._set_guidance(WAITING_FOR_CAMERA, False)
         elif self.import_error:
             self.live.frame_view.clear_image(f"{self.import_error}\n\n{waiting}")
             self._set_guidance("That file could not be read: take the photo again", True)
@@ -742,8 +745,12 @@ class MainWindow(QMainWindow):
     # ---- status ----------------------------------------------------------------------------
     @Slot(int)
     def _on_tab_changed(self, index: int) -> None:
-        # the frame rate means something only while the live picture is on screen
-        self.fps_label.setVisible(index == 0 and not self.session.is_hot_folder)
+        self._update_fps_visibility()
+
+    def _update_fps_visibility(self) -> None:
+        """The frame rate means something only while the live picture is on screen."""
+        live = self.tabs.currentIndex() == 0 and self.outcome is None
+        self.fps_label.setVisible(live and not self.session.is_hot_folder)
 
     @Slot(object, object)
     def _on_live(self, view: object, live: object) -> None:
@@ -763,9 +770,18 @@ class MainWindow(QMainWindow):
             self.source_label.setToolTip(message)
             if self.outcome is None:
                 self.live.frame_view.clear_image(NO_PICTURE)
+                self._set_guidance(WAITING_FOR_CAMERA, False)
         hot = self.session.is_hot_folder
         if ok and hot and self.outcome is None and not self.session.capture_busy:
             self._show_waiting_for_photo()
+        elif ok and self.live.guidance.text() == WAITING_FOR_CAMERA:
+            # back: the next live result sets the guidance; until then say what is known
+            if self.session.model_info is not None:
+                self._set_guidance(WAITING_MESSAGE, False)
+            elif self.session.model_loading:
+                self._set_guidance(LOADING_MODEL, False)
+            else:
+                self._set_guidance(NO_MODEL_GATE_MESSAGE, True)
 
     @Slot(str)
     def _on_source_problem(self, message: str) -> None:
@@ -791,7 +807,10 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setText("No quality model")
             self.model_label.setToolTip(message)
-        if ok and info is None and self.outcome is None:
+        no_picture = bool(self.session.source_message) and not self.session.source_ok
+        if self.outcome is None and no_picture:
+            self._set_guidance(WAITING_FOR_CAMERA, False)
+        elif ok and info is None and self.outcome is None:
             self._set_guidance(LOADING_MODEL, False)
         if self.session.is_hot_folder and self.outcome is None and not self.session.capture_busy:
             self._show_waiting_for_photo()
