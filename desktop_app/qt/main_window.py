@@ -663,7 +663,9 @@ class MainWindow(QMainWindow):
             return
         record = self.outcome.record
         self.session.submit(record.id)
-        self.statusBar().showMessage("Photo queued for sending.", 8000)
+        self.statusBar().showMessage(
+            f"Photo for {record.info.patient_ref} queued for sending.", 8000
+        )
         self.note_edit.clear()
         self._back_to_live()
 
