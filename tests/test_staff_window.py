@@ -145,7 +145,7 @@ def test_space_and_r_in_the_patient_id_capture_and_retake_without_typing(
     assert QApplication.focusWidget() is not window.patient_edit
 
 
-def test_space_on_the_body_site_list_captures_instead_of_opening_it(
+def test_space_on_the_body_site_list_and_hold_time_captures(
     qtbot: QtBot, test_model_path: Path, sharp_folder: Path, open_staff: Callable[..., MainWindow]
 ) -> None:
     window = open_staff(test_model_path, f"still-camera:{sharp_folder}")
@@ -157,6 +157,13 @@ def test_space_on_the_body_site_list_captures_instead_of_opening_it(
     assert not window.site_combo.view().isVisible()
     qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
     assert window.site_combo.currentText() == "Forearm (left)"
+    _press(qtbot, window, Qt.Key.Key_R)
+    assert window.outcome is None
+    window.hold_spin.setFocus()  # the other field a click leaves the focus in
+    _press(qtbot, window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
+    _press(qtbot, window, Qt.Key.Key_R)
+    assert window.outcome is None and window.hold_spin.value() == 1.5
 
 
 def test_enter_in_the_patient_id_moves_on_and_clicking_the_view_takes_focus(

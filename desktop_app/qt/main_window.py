@@ -422,6 +422,7 @@ class MainWindow(QMainWindow):
         self.patient_edit.textChanged.connect(self._update_buttons)
         self.patient_edit.installEventFilter(self)
         self.site_combo.installEventFilter(self)
+        self.hold_spin.installEventFilter(self)
         self.site_combo.currentIndexChanged.connect(self._update_buttons)
         self.site_combo.activated.connect(self._on_site_chosen)
         self.auto_capture_check.toggled.connect(self._on_auto_capture_changed)
@@ -555,9 +556,9 @@ class MainWindow(QMainWindow):
 
     # ---- actions ---------------------------------------------------------------------------
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """The patient-ID field and the body-site list: Space captures (it is never typed into
-        the ID, and does not open the list), Enter in the ID moves on (it never submits), R on
-        the list retakes."""
+        """The patient-ID field, the body-site list and the hold time: Space captures (it is
+        never typed into the ID, and does not open the list), Enter in the ID moves on (it never
+        submits), R on the list and the hold time retakes."""
         if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
             key = event.key()
             plain = event.modifiers() in (
@@ -571,7 +572,7 @@ class MainWindow(QMainWindow):
                 if key == Qt.Key.Key_Space:
                     self._on_capture_clicked()
                     return True
-            elif watched is self.site_combo and plain:
+            elif watched in (self.site_combo, self.hold_spin) and plain:
                 if key == Qt.Key.Key_Space:
                     self._on_capture_clicked()
                     return True
