@@ -272,7 +272,7 @@ def test_camera_that_disappears_gives_message_and_recovers(
     qtbot.waitUntil(lambda: "no longer there" in window.live.banner_text, timeout=WAIT_MS)
     assert "Trying again" in window.live.banner_text
     assert not view.has_image()  # the last frame is not left up as if live
-    assert "no longer there" in window.source_label.text()
+    assert "no longer there" in window.source_label.toolTip()  # the banner has the text
     unplugged.rename(sharp_folder)
     # back: only the notice that this is a replay, not a camera, stays
     qtbot.waitUntil(lambda: window.live.banner_text == PRACTICE_BANNER, timeout=WAIT_MS)
@@ -347,7 +347,7 @@ def test_hot_folder_file_is_evaluated_as_capture(
     assert window.outcome.source == f"hotfolder:{tether}/DSC_0001.JPG"
     assert window.outcome.judgement.accepted and window.submit_button.isEnabled()
     (tether / "DSC_0002.JPG").write_bytes(b"truncated")
-    qtbot.waitUntil(lambda: "DSC_0002.JPG" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "DSC_0002.JPG" in window.verdict_label.text(), timeout=WAIT_MS)
 
 
 # ---- kiosk ----------------------------------------------------------------------------------

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -42,18 +44,56 @@ from desktop_app.core.frame_sources import (
     list_cameras,
     source_from_spec,
 )
+from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
 from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
+from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
+from desktop_app.core.resources import app_icon_path, resources_dir
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
 from desktop_app.core.storage import CaptureStore, StorageError, default_store_root
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
 from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import CaptureSession, queue_summary
+from desktop_app.qt.widgets import STATE_COLOURS
 
 logger = logging.getLogger(__name__)
 
 BODY_SITE_PROMPT = "Choose the body site…"
+HOT_FOLDER_WAITING = "Waiting for the next photo from the camera"
+LOADING_MODEL = "Loading the quality model…"
+CHECKING_PHOTO = "Checking the photo…"
+NO_PICTURE = "No picture from the camera"  # the banner above the view says why
+WAITING_FOR_CAMERA = "Waiting for the camera…"
+# The staff window fits a 1280x720 screen less its task bar and window decorations.
+MIN_WINDOW_SIZE = QSize(960, 600)
+PREFERRED_WINDOW_SIZE = QSize(1400, 900)
+STATUS_LABEL_MAX_PX = 360
+
+
+def app_icon() -> QIcon:
+    """The application's icon (packaging/skin-capture.png), or an empty icon if not installed."""
+    path = app_icon_path()
+    return QIcon(str(path)) if path is not None else QIcon()
+
+
+FRAME_MARGIN = QSize(16, 40)  # window decorations: borders and the title bar
+
+
+def fitted_window_size(available: QSize) -> QSize:
+    """The opening size: the preferred size, shrunk to the screen's available area less the
+    window decorations (``FRAME_MARGIN``), never below the minimum."""
+    width = min(PREFERRED_WINDOW_SIZE.width(), available.width() - FRAME_MARGIN.width())
+    height = min(PREFERRED_WINDOW_SIZE.height(), available.height() - FRAME_MARGIN.height())
+    return QSize(max(MIN_WINDOW_SIZE.width(), width), max(MIN_WINDOW_SIZE.height(), height))
+
+
+def set_elided(label: QLabel, text: str, max_px: int = STATUS_LABEL_MAX_PX) -> None:
+    """Show ``text`` in a status-bar label cut to ``max_px`` with "…" (the whole text is the
+    tooltip), so that a long message never pushes the status bar wider than the window."""
+    shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, max_px)
+    label.setText(shown)
+    label.setToolTip(text if shown != text else "")
 
 
 # ---- start-up helpers (no widgets) ----------------------------------------------------------
@@ -174,7 +214,14 @@ def build_services(
 
 
 class MainWindow(QMainWindow):
-    """Staff mode: live capture with patient details, gated Submit, review gallery, settings."""
+    """Staff mode: live capture with patient details, gated Submit, review gallery, settings.
+
+    Keys on the Capture tab: Space captures, R retakes, Enter submits, whichever widget has the
+    focus, except in the note (free text). The patient-ID field never receives Space (it
+    captures) and Enter there moves on to the body site; an ID that reads as mistyped (two
+    spaces in a row, control characters: ``core.patient_ref``) blocks Capture. Clicking the
+    live view takes the focus, so letters reach the shortcuts, not the ID.
+    """
 
     def __init__(self, services: AppServices, settings_path: Path | None = None) -> None:
         super().__init__()
@@ -182,9 +229,11 @@ class MainWindow(QMainWindow):
         self.settings = services.settings
         self.settings_path = settings_path
         self.setWindowTitle(f"Skin Capture Assist {__version__}")
+        self.setWindowIcon(app_icon())
         self.outcome: CaptureOutcome | None = None
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
+        self.import_error = ""  # hot folder: the last file that could not be read
         self._frames_at_last_tick = 0
 
         self.session = make_session(
@@ -197,6 +246,7 @@ class MainWindow(QMainWindow):
         self._build_ui()
         self._connect()
         start_session(self.session, services)
+        self._apply_source_mode()
         if services.source_note:
             self.statusBar().showMessage(services.source_note, 10_000)
         self._update_buttons()
@@ -210,19 +260,23 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout(capture_tab)
         self.live = LiveCaptureView(self.session)
         self.live.frame_view.set_overlay_visible(self.settings.show_heat_overlay)
+        # clicking the picture takes the focus away from the patient fields
+        self.live.frame_view.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         row.addWidget(self.live, 1)
 
         side = QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
         patient_box = QGroupBox("Patient")
         form = QFormLayout(patient_box)
         self.patient_edit = QLineEdit()
         self.patient_edit.setPlaceholderText("Patient or encounter ID")
+        self.patient_edit.setMaxLength(200)  # the rule (core.patient_ref) says why beyond 64
         self.site_combo = QComboBox()
         self.site_combo.addItem(BODY_SITE_PROMPT)
         self.site_combo.addItems(BODY_SITES)
         self.note_edit = QPlainTextEdit()
         self.note_edit.setPlaceholderText("Note for the dermatologist (optional)")
-        self.note_edit.setMaximumHeight(90)
+        self.note_edit.setMaximumHeight(70)
         self.new_patient_button = QPushButton("New patient")
         form.addRow("ID", self.patient_edit)
         form.addRow("Body site", self.site_combo)
@@ -236,7 +290,7 @@ class MainWindow(QMainWindow):
         self.submit_button = QPushButton("Submit  [Enter]")
         self.retake_button = QPushButton("Retake  [R]")
         for button in (self.capture_button, self.submit_button, self.retake_button):
-            button.setMinimumHeight(40)
+            button.setMinimumHeight(36)
             # Keys are handled by the window: a focused button must not take Space/Enter.
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.submit_button.setStyleSheet(
@@ -260,17 +314,25 @@ class MainWindow(QMainWindow):
         box.addWidget(self.submit_reason)
         side.addWidget(capture_box)
 
-        options_box = QGroupBox("Options")
+        options_box = QGroupBox("Options (this session)")
         options = QFormLayout(options_box)
         self.auto_capture_check = QCheckBox("Auto-capture when steady and good")
         self.auto_capture_check.setChecked(self.settings.auto_capture_staff)
+        self.auto_capture_check.setToolTip(
+            "For this session only. The default for new sessions is in File > Settings."
+        )
         self.hold_spin = QDoubleSpinBox()
         self.hold_spin.setRange(0.3, 10.0)
         self.hold_spin.setSingleStep(0.1)
         self.hold_spin.setSuffix(" s")
         self.hold_spin.setValue(self.settings.auto_capture_hold_s)
+        self.hold_spin.setToolTip(self.auto_capture_check.toolTip())
         self.overlay_check = QCheckBox("Quality heat map")
         self.overlay_check.setChecked(self.settings.show_heat_overlay)
+        for check in (self.auto_capture_check, self.overlay_check):
+            # a click must not leave the focus here, where Space would toggle the box
+            check.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.new_patient_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         options.addRow(self.auto_capture_check)
         options.addRow("Hold for", self.hold_spin)
         options.addRow(self.overlay_check)
@@ -294,8 +356,16 @@ class MainWindow(QMainWindow):
         side.addStretch(1)
         side_widget = QWidget()
         side_widget.setLayout(side)
-        side_widget.setFixedWidth(340)
-        row.addWidget(side_widget)
+        # On a short screen the side column scrolls; the picture, guidance and score stay.
+        self.side_scroll = QScrollArea()
+        self.side_scroll.setWidget(side_widget)
+        self.side_scroll.setWidgetResizable(True)
+        self.side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.side_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        scrollbar = self.side_scroll.verticalScrollBar().sizeHint().width()
+        self.side_scroll.setFixedWidth(340 + scrollbar)
+        row.addWidget(self.side_scroll)
         self.tabs.addTab(capture_tab, "Capture")
 
         from desktop_app.qt.gallery import GalleryWidget
@@ -320,10 +390,22 @@ class MainWindow(QMainWindow):
         menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(quit_action)
-        self.resize(1400, 900)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = QAction("&About Skin Capture Assist…", self)
+        self.about_action.triggered.connect(self._on_about)
+        about_qt_action = QAction("About &Qt…", self)
+        about_qt_action.triggered.connect(QApplication.aboutQt)
+        help_menu.addAction(self.about_action)
+        help_menu.addAction(about_qt_action)
+
+        self.setMinimumSize(MIN_WINDOW_SIZE)
+        screen = self.screen()
+        available = screen.availableGeometry().size() if screen is not None else None
+        self.resize(fitted_window_size(available) if available else PREFERRED_WINDOW_SIZE)
 
     def _connect(self) -> None:
         s = self.session
+        s.sig_capture_started.connect(self._on_capture_started)
         s.sig_capture_done.connect(self._on_capture_done)
         s.sig_capture_refused.connect(self._on_capture_refused)
         s.sig_source_status.connect(self._on_source_status)
@@ -338,11 +420,16 @@ class MainWindow(QMainWindow):
         self.new_patient_button.clicked.connect(self._on_new_patient)
         self.retry_button.clicked.connect(self._on_retry_failed)
         self.patient_edit.textChanged.connect(self._update_buttons)
+        self.patient_edit.installEventFilter(self)
+        self.site_combo.installEventFilter(self)
+        self.hold_spin.installEventFilter(self)
         self.site_combo.currentIndexChanged.connect(self._update_buttons)
+        self.site_combo.activated.connect(self._on_site_chosen)
         self.auto_capture_check.toggled.connect(self._on_auto_capture_changed)
         self.hold_spin.valueChanged.connect(self._on_auto_capture_changed)
         self.overlay_check.toggled.connect(self._on_overlay_toggled)
         self.settings_action.triggered.connect(self._on_open_settings)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self._fps_timer = QTimer(self)
         self._fps_timer.setInterval(1000)
         self._fps_timer.timeout.connect(self._on_fps_tick)
@@ -352,11 +439,16 @@ class MainWindow(QMainWindow):
     def _body_site(self) -> str:
         return "" if self.site_combo.currentIndex() <= 0 else self.site_combo.currentText()
 
+    def _patient_ref(self) -> str | PatientRefProblem:
+        return normalise_patient_ref(self.patient_edit.text())
+
     def _capture_context(self) -> CaptureContext:
+        ref = self._patient_ref()
         return CaptureContext(
             mode="staff",
             operator=self.settings.operator,
-            patient_ref=self.patient_edit.text().strip(),
+            # a mistyped ID is never stored: the photo is kept without one (Submit stays off)
+            patient_ref=ref if isinstance(ref, str) else "",
             body_site=self._body_site(),
             note=self.note_edit.toPlainText().strip(),
         )
@@ -365,8 +457,9 @@ class MainWindow(QMainWindow):
         """Why a capture cannot be taken now ("" when it can)."""
         if self.outcome is not None:
             return "Submit or retake the current photo first."
-        if not self.patient_edit.text().strip():
-            return "Enter the patient or encounter ID first."
+        ref = self._patient_ref()
+        if isinstance(ref, PatientRefProblem):
+            return ref.message
         if not self._body_site():
             return "Choose the body site first."
         return ""
@@ -376,10 +469,16 @@ class MainWindow(QMainWindow):
         outcome = self.outcome
         if outcome is None:
             if self.session.capture_busy:
-                return "Checking the photo…"
+                return CHECKING_PHOTO
+            if self.session.is_hot_folder:
+                return f"{HOT_FOLDER_WAITING}."
             return "Take a photo first (Space)."
         if outcome.result is None:
-            reason = self.session.model_error or "no quality model"
+            reason = self.session.model_error or (
+                "the quality model was still loading"
+                if self.session.model_loading
+                else "no quality model"
+            )
             return f"Submit is off: the photo was not quality-checked ({reason})."
         if not outcome.judgement.accepted:
             return f"Submit is off: the score is below the threshold. {outcome.judgement.message}."
@@ -389,8 +488,8 @@ class MainWindow(QMainWindow):
             return f"Submit is off. {PRACTICE_SOURCE_MESSAGE}"
         if not outcome.record.info.patient_ref:
             return (
-                "Submit is off: no patient ID was entered when this photo arrived. It is kept "
-                "in Review."
+                "Submit is off: no valid patient ID was entered when this photo arrived. It is "
+                "kept in Review."
             )
         if self.session.queue is None:
             return f"Submit is off: sending is not configured. {self.services.queue_error}"
@@ -398,19 +497,93 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         showing = self.outcome is not None
+        busy = self.session.capture_busy
         blocker = self._capture_blocker()
-        self.capture_button.setEnabled(
-            not showing and not blocker and not self.session.capture_busy
-        )
-        self.capture_button.setToolTip(blocker)
+        hot = self.session.is_hot_folder
+        self.capture_button.setEnabled(not hot and not showing and not blocker and not busy)
+        self.capture_button.setToolTip("" if hot else blocker)
         submit_blocker = self._submit_blocker()
         self.submit_button.setEnabled(not submit_blocker)
-        self.submit_reason.setText(submit_blocker if showing or not blocker else blocker)
+        if busy:  # the verdict line says "Checking the photo…"
+            reason = ""
+        elif showing or not blocker:
+            reason = submit_blocker
+        else:
+            reason = blocker
+        if hot and reason == f"{HOT_FOLDER_WAITING}.":
+            reason = ""  # the Capture button's place says so
+        self.submit_reason.setText(reason)
         self.retake_button.setEnabled(showing)
+        self._update_fps_visibility()
         for widget in (self.patient_edit, self.site_combo, self.note_edit):
-            widget.setEnabled(not showing and not self.session.capture_busy)
+            widget.setEnabled(not showing and not busy)
+
+    def _apply_source_mode(self) -> None:
+        """Hot folder (a tethered camera sends each shot as a file) or a live picture."""
+        hot = self.session.is_hot_folder
+        self.capture_button.setText(HOT_FOLDER_WAITING if hot else "Capture  [Space]")
+        self._update_fps_visibility()
+        if hot and self.outcome is None and not self.session.capture_busy:
+            self._show_waiting_for_photo()
+
+    def _show_waiting_for_photo(self) -> None:
+        """Hot folder: no photo on screen; say where photos are expected (or why the last file
+        was not imported, until the next photo arrives)."""
+        folder = self.session.hot_folder
+        waiting = f"Waiting for photos in {folder}"
+        if self.session.source_message and not self.session.source_ok:
+            self.live.frame_view.clear_image(NO_PICTURE)
+            self._set_guidance(WAITING_FOR_CAMERA, False)
+        elif self.import_error:
+            self.live.frame_view.clear_image(f"{self.import_error}\n\n{waiting}")
+            self._set_guidance("That file could not be read: take the photo again", True)
+        else:
+            self.live.frame_view.clear_image(waiting)
+            self._set_guidance(
+                LOADING_MODEL if self.session.model_loading else HOT_FOLDER_WAITING, False
+            )
+
+    def _set_guidance(self, text: str, problem: bool) -> None:
+        self.live.guidance.setText(text)
+        colour = STATE_COLOURS[GateState.RETAKE if problem else GateState.WAITING]
+        self.live.guidance.setStyleSheet(f"color: {colour.name()};")
+
+    def _focus_live_view(self) -> None:
+        """Take the focus out of the patient fields (so that R and Space never reach them)."""
+        focused = QApplication.focusWidget()
+        if focused is None or focused in (self.patient_edit, self.site_combo, self.note_edit):
+            self.live.frame_view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ---- actions ---------------------------------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The patient-ID field, the body-site list and the hold time: Space captures (it is
+        never typed into the ID, and does not open the list), Enter in the ID moves on (it never
+        submits), R on the list and the hold time retakes."""
+        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+            key = event.key()
+            plain = event.modifiers() in (
+                Qt.KeyboardModifier.NoModifier,
+                Qt.KeyboardModifier.KeypadModifier,
+            )
+            if watched is self.patient_edit and plain:
+                if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                    self._move_on_from_patient_ref()
+                    return True
+                if key == Qt.Key.Key_Space:
+                    self._on_capture_clicked()
+                    return True
+            elif watched in (self.site_combo, self.hold_spin) and plain:
+                if key == Qt.Key.Key_Space:
+                    self._on_capture_clicked()
+                    return True
+                if key == Qt.Key.Key_R:
+                    self._on_retake_clicked()
+                    return True
+                if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                    self._on_submit_clicked()
+                    return True
+        return super().eventFilter(watched, event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         if key == Qt.Key.Key_Space and self.tabs.currentIndex() == 0:
@@ -424,12 +597,39 @@ class MainWindow(QMainWindow):
             return
         event.accept()
 
+    def _move_on_from_patient_ref(self) -> None:
+        """Enter in the ID field: say what is wrong with the ID, or go on to the body site (or
+        to the picture when the site is chosen)."""
+        ref = self._patient_ref()
+        if isinstance(ref, PatientRefProblem):
+            self.submit_reason.setText(ref.message)
+            return
+        if not self._body_site():
+            self.site_combo.setFocus(Qt.FocusReason.TabFocusReason)
+        else:
+            self.live.frame_view.setFocus(Qt.FocusReason.TabFocusReason)
+
+    @Slot(int)
+    def _on_site_chosen(self, index: int) -> None:
+        if index > 0:
+            self.live.frame_view.setFocus(Qt.FocusReason.OtherFocusReason)
+
     @Slot()
     def _on_capture_clicked(self) -> None:
         if self.outcome is not None:
             return
-        if self.session.capture(auto=False):
-            self.verdict_label.setText("Checking the photo…")
+        if self.session.is_hot_folder:
+            self.statusBar().showMessage(
+                "Photos come from the camera's hot folder: take the photo on the camera.", 6000
+            )
+            return
+        self.session.capture(auto=False)
+        self._update_buttons()
+
+    @Slot(str)
+    def _on_capture_started(self, source: str) -> None:
+        self.verdict_label.setText(CHECKING_PHOTO)
+        self._focus_live_view()
         self._update_buttons()
 
     @Slot(str)
@@ -440,6 +640,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
         self.outcome = outcome
+        self.import_error = ""  # a photo arrived: an earlier unreadable file is history
         self.live.show_outcome(outcome)
         j = outcome.judgement
         if math.isnan(j.score):
@@ -454,6 +655,7 @@ class MainWindow(QMainWindow):
         if outcome.store_error:
             QMessageBox.warning(self, "Photo not saved", outcome.store_error)
         self.gallery.mark_stale()
+        self._focus_live_view()
         self._update_buttons()
 
     @Slot()
@@ -479,6 +681,8 @@ class MainWindow(QMainWindow):
         self.verdict_label.setText("")
         self.live.back_to_live()
         self.session.resume_live()
+        if self.session.is_hot_folder:
+            self._show_waiting_for_photo()
         self.gallery.mark_stale()
         self._update_buttons()
 
@@ -498,11 +702,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_auto_capture_changed(self) -> None:
+        """A choice for this session: the saved default is changed in Settings only."""
         enabled = self.auto_capture_check.isChecked()
-        self.settings.auto_capture_staff = enabled
-        self.settings.auto_capture_hold_s = float(self.hold_spin.value())
-        self.session.set_auto_capture(self.settings.auto_capture_hold_s if enabled else None)
-        self._save_settings()
+        self.session.set_auto_capture(float(self.hold_spin.value()) if enabled else None)
 
     @Slot(bool)
     def _on_overlay_toggled(self, visible: bool) -> None:
@@ -516,7 +718,43 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.statusBar().showMessage(f"Settings could not be saved: {exc}", 8000)
 
+    # ---- help ------------------------------------------------------------------------------
+    def about_text(self) -> str:
+        """Help > About: app and model versions, and where the licences are."""
+        info = self.session.model_info
+        if info is not None:
+            model = f"{info.name} {info.version} ({info.precision}, threshold {info.threshold:.2f})"
+        elif self.session.model_loading:
+            model = "loading…"
+        else:
+            model = "none loaded"
+        card = resources_dir() / "models" / "default-model-card.md"
+        return (
+            f"<h3>Skin Capture Assist {__version__}</h3>"
+            f"<p>Quality model: {model}</p>"
+            "<p>Checks the technical quality of skin photos before they are sent for remote "
+            "assessment. It does not diagnose.</p>"
+            "<p><b>Licences</b>: Skin Capture Assist is proprietary software. It is built on "
+            "Qt for Python (PySide6, LGPL v3: see Help &gt; About Qt), ONNX Runtime (MIT), "
+            "OpenCV (Apache 2.0), NumPy (BSD) and platformdirs (MIT). The quality model's "
+            "training data and their licences are listed in its model card: "
+            f"{card}</p>"
+        )
+
+    @Slot()
+    def _on_about(self) -> None:
+        QMessageBox.about(self, "About Skin Capture Assist", self.about_text())
+
     # ---- status ----------------------------------------------------------------------------
+    @Slot(int)
+    def _on_tab_changed(self, index: int) -> None:
+        self._update_fps_visibility()
+
+    def _update_fps_visibility(self) -> None:
+        """The frame rate means something only while the live picture is on screen."""
+        live = self.tabs.currentIndex() == 0 and self.outcome is None
+        self.fps_label.setVisible(live and not self.session.is_hot_folder)
+
     @Slot(object, object)
     def _on_live(self, view: object, live: object) -> None:
         if self.session.capture_busy:
@@ -525,23 +763,60 @@ class MainWindow(QMainWindow):
 
     @Slot(str, bool)
     def _on_source_status(self, message: str, ok: bool) -> None:
+        """The message itself is the live view's banner; the status bar gets a short name."""
         res = self.session.source_resolution
-        suffix = f" - {res[0]}x{res[1]}" if res and ok else ""
-        self.source_label.setText(f"{self.session.source_name}{suffix}" if ok else message)
-        if not ok:
-            self.statusBar().showMessage(message, 10_000)
+        if ok:
+            suffix = f" - {res[0]}x{res[1]}" if res and not self.session.is_hot_folder else ""
+            set_elided(self.source_label, f"{self.session.source_name}{suffix}")
+        else:
+            set_elided(self.source_label, "No picture: see the message above the view")
+            self.source_label.setToolTip(message)
+            if self.outcome is None:
+                self.live.frame_view.clear_image(NO_PICTURE)
+                self._set_guidance(WAITING_FOR_CAMERA, False)
+        hot = self.session.is_hot_folder
+        if ok and hot and self.outcome is None and not self.session.capture_busy:
+            self._show_waiting_for_photo()
+        elif ok and self.live.guidance.text() == WAITING_FOR_CAMERA:
+            # back: the next live result sets the guidance; until then say what is known
+            if self.session.model_info is not None:
+                self._set_guidance(WAITING_MESSAGE, False)
+            elif self.session.model_loading:
+                self._set_guidance(LOADING_MODEL, False)
+            else:
+                self._set_guidance(NO_MODEL_GATE_MESSAGE, True)
 
     @Slot(str)
     def _on_source_problem(self, message: str) -> None:
-        self.statusBar().showMessage(message, 15_000)
+        """A file in the hot folder could not be read: it replaces the photo on screen (kept in
+        Review) and stays until the next photo arrives."""
+        if not self.session.is_hot_folder:
+            self.statusBar().showMessage(message, 15_000)
+            return
+        self.import_error = message
+        if self.outcome is not None:
+            self._back_to_live()
+        else:
+            self._show_waiting_for_photo()
+        self.verdict_label.setText(f"<b style='color:#c0392b'>Not imported</b>: {message}")
 
     @Slot(str, bool)
     def _on_model_status(self, message: str, ok: bool) -> None:
         info = self.session.model_info
         if info is not None:
-            self.model_label.setText(f"{info.name} {info.version} ({info.provider})")
+            set_elided(self.model_label, f"{info.name} {info.version} ({info.provider})")
+        elif ok:
+            self.model_label.setText(LOADING_MODEL)
         else:
-            self.model_label.setText("Loading model…" if ok else "No quality model")
+            self.model_label.setText("No quality model")
+            self.model_label.setToolTip(message)
+        no_picture = bool(self.session.source_message) and not self.session.source_ok
+        if self.outcome is None and no_picture:
+            self._set_guidance(WAITING_FOR_CAMERA, False)
+        elif ok and info is None and self.outcome is None:
+            self._set_guidance(LOADING_MODEL, False)
+        if self.session.is_hot_folder and self.outcome is None and not self.session.capture_busy:
+            self._show_waiting_for_photo()
         self._update_buttons()
 
     @Slot(object)
@@ -581,13 +856,19 @@ class MainWindow(QMainWindow):
             old.low_memory_inference,
         )
         submission_changed = new.submission != old.submission
+        auto_changed = (new.auto_capture_staff, new.auto_capture_hold_s) != (
+            old.auto_capture_staff,
+            old.auto_capture_hold_s,
+        )
         self.settings = new
         self.services.settings = new
         self.gallery.settings = new
         self._save_settings()
         if source_changed:
             source, note = choose_source(new.camera or None, new)
+            self.import_error = ""
             self.session.set_source(source)
+            self._apply_source_mode()
             if note:
                 self.statusBar().showMessage(note, 10_000)
         if model_changed:
@@ -604,8 +885,9 @@ class MainWindow(QMainWindow):
                 self.queue_label.setText(f"Sending is not configured: {exc}")
             self.services.queue = queue
             self.session.set_queue(queue, new.submission_interval_s)
-        self.auto_capture_check.setChecked(new.auto_capture_staff)
-        self.hold_spin.setValue(new.auto_capture_hold_s)
+        if auto_changed:  # a new default replaces this session's choice
+            self.auto_capture_check.setChecked(new.auto_capture_staff)
+            self.hold_spin.setValue(new.auto_capture_hold_s)
         self._update_buttons()
 
     # ---- shutdown --------------------------------------------------------------------------
@@ -709,6 +991,7 @@ def run_app(args: argparse.Namespace) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Skin Capture Assist")
     app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
     try:  # before any camera is opened or photo read: a second copy refuses, clearly
         acquire_data_home_lock(default_store_root())
     except AnotherInstanceError as exc:

@@ -42,6 +42,7 @@ class CaptureSession(QObject):
 
     sig_preview = Signal(object)  # PreviewFrame
     sig_live = Signal(object, object)  # GateView, LiveScore
+    sig_capture_started = Signal(str)  # the capture's source ("camera:0", "hotfolder:/x/a.jpg")
     sig_capture_done = Signal(object)  # CaptureOutcome
     sig_capture_refused = Signal(str)
     sig_source_status = Signal(str, bool)
@@ -83,6 +84,8 @@ class CaptureSession(QObject):
         self.model_error = ""
         self.model_loading = False
         self.source_name = ""
+        self.source_kind = ""
+        self.hot_folder: Path | None = None
         self.source_is_practice = False
         self.source_ok = False
         self.source_message = ""
@@ -161,7 +164,10 @@ class CaptureSession(QObject):
         """Stop the current source (if any) and start ``source`` in a fresh camera thread."""
         self.stop_source()
         self.source_name = source.name
-        self.source_is_practice = is_practice_source(source_label(source))
+        label = source_label(source)
+        self.source_kind = str(source.kind)
+        self.hot_folder = Path(label.split(":", 1)[1]) if label.startswith("hotfolder:") else None
+        self.source_is_practice = is_practice_source(label)
         self.source_ok = False
         worker = CameraWorker(source, self.preview_slot, self.inference_slot, self.display_size)
         thread = WorkerThread(worker, "camera")
@@ -187,6 +193,11 @@ class CaptureSession(QObject):
             self._camera_worker = None
         self.preview_slot.clear()
         self.inference_slot.clear()
+
+    @property
+    def is_hot_folder(self) -> bool:
+        """True when photos come from a tethered camera's hot folder (no live picture)."""
+        return self.hot_folder is not None
 
     @property
     def source_resolution(self) -> tuple[int, int] | None:
@@ -259,6 +270,7 @@ class CaptureSession(QObject):
             self._camera_worker.capture_hold.set()
         self.inference_slot.clear()
         self._inference_worker.cancel_live()
+        self.sig_capture_started.emit(source)
         self._sig_capture.emit(
             CaptureRequest(
                 image, colour_order, self.context_provider(), source, encoded, time.monotonic()

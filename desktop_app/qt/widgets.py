@@ -232,7 +232,9 @@ class ScoreBar(QWidget):
 
     def text(self) -> str:
         if self.threshold is None:
-            return "Quality: not checked (no model)"
+            if self.state == GateState.NO_MODEL:
+                return "Quality: not checked (no model)"
+            return "Quality: waiting for the quality model…"  # still loading
         if self.score is None:
             return f"Quality: waiting - needs {self.threshold:.2f}"
         return f"Quality {self.score:.2f} - needs {self.threshold:.2f}"
