@@ -21,6 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from desktop_app.core.dicom_content import (
+    Code,
+    body_site_coding,
+    check_lo,
+    clean_lo,
+    clean_text,
+    person_name,
+    study_id,
+)
 from desktop_app.core.storage import (
     TEMP_PREFIX,
     CaptureRecord,
@@ -172,10 +181,15 @@ def _dicom_datetime(iso_utc: str) -> tuple[str, str, str]:
     return da, tm, f"{da}{tm}+0000"
 
 
-def body_part_code(body_site: str) -> str:
-    """Free-text body site as a DICOM CS value (upper case, A-Z 0-9 space _, <= 16 chars)."""
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in " _") else " " for c in body_site)
-    return " ".join(cleaned.upper().split())[:16].strip()
+def _code_item(code: Code) -> Any:
+    """A code sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning
+    return item
 
 
 def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> bytes:
@@ -192,6 +206,10 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
     info = record.info
+    problems = check_lo("The patient or encounter ID", info.patient_ref)
+    if problems:  # stored before the checks at entry: never split or cut a patient ID
+        raise SubmissionError(" ".join(problems) + " Correct it before sending.", transient=False)
+    coding = body_site_coding(info.body_site)
     da, tm, dt = _dicom_datetime(record.created_utc)
     now_da, now_tm, _ = _dicom_datetime(datetime.now(UTC).isoformat())
 
@@ -217,7 +235,7 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.StudyDate, ds.StudyTime = da, tm
-    ds.StudyID = ""
+    ds.StudyID = study_id(record.study_uid)
     ds.AccessionNumber = ""
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "Skin photographs"
@@ -225,11 +243,12 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.Modality = "XC"
     ds.SeriesNumber = 1
     ds.SeriesDate, ds.SeriesTime = da, tm
-    ds.SeriesDescription = f"Skin photo: {info.body_site}"[:64]
+    ds.SeriesDescription = clean_lo(f"Skin photo: {info.body_site}")
     ds.Manufacturer = "Skin Capture Assist"
-    ds.SoftwareVersions = f"model {info.model_version}"[:64]
-    ds.OperatorsName = info.operator
-    ds.BodyPartExamined = body_part_code(info.body_site)
+    ds.SoftwareVersions = clean_lo(f"model {info.model_version}")
+    ds.OperatorsName = person_name(info.operator)
+    if coding.body_part:
+        ds.BodyPartExamined = coding.body_part
     # Image
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = da, tm
@@ -238,19 +257,24 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.LossyImageCompression = "01" if lossy else "00"
     ds.AcquisitionContextSequence = []
-    ds.ImageLaterality = ""
+    ds.ImageLaterality = coding.image_laterality
+    if coding.region is not None:
+        region = _code_item(coding.region)
+        if coding.laterality is not None:
+            region.AnatomicRegionModifierSequence = [_code_item(coding.laterality)]
+        ds.AnatomicRegionSequence = [region]
     ds.PatientOrientation = ""
     decision = "overridden" if record.review_action == "override" else "accepted"
     reasons = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info.reasons.items()))
-    ds.ImageComments = (
+    ds.ImageComments = clean_text(
         f"Quality score {info.score:.4f} (threshold {info.threshold:.4f}, {decision}); "
         f"model {info.model_version}; reasons: {reasons or 'none'}; capture {record.id}; "
         f"body site: {info.body_site}; note: {info.note}"
-    )[:10240]
+    )
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(PRIVATE_SCORE, "FD", float(info.score))
     block.add_new(PRIVATE_THRESHOLD, "FD", float(info.threshold))
-    block.add_new(PRIVATE_MODEL_VERSION, "LO", info.model_version[:64])
+    block.add_new(PRIVATE_MODEL_VERSION, "LO", clean_lo(info.model_version))
     block.add_new(PRIVATE_DECISION, "CS", decision.upper())
     block.add_new(PRIVATE_REASONS, "LT", json.dumps(info.reasons, sort_keys=True))
     block.add_new(PRIVATE_CAPTURE_ID, "LO", record.id)
