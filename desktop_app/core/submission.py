@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from desktop_app.core.credentials import redact_url, url_has_credentials
+from desktop_app.core.credentials import redact_text, redact_url, url_has_credentials
 from desktop_app.core.dicom_content import (
     Code,
     body_site_coding,
@@ -677,7 +677,7 @@ class SubmissionQueue:
             return True
         except Exception as exc:  # a target bug must not stop the queue
             logger.exception("capture %s: unexpected error from %s", capture_id, self.target.name)
-            self._fail(capture_id, f"Unexpected error while sending: {exc}", attempts)
+            self._fail(capture_id, redact_text(f"Unexpected error while sending: {exc}"), attempts)
             return True
         self.store._update(
             capture_id,
