@@ -72,3 +72,10 @@ def test_ca_bundle_is_checked_and_kept(qtbot: QtBot, tmp_path: Path) -> None:
     dialog.error_label.setText("")
     dialog._on_accept()
     assert dialog.result_settings().submission["ca_bundle"] == str(bundle)
+
+
+def test_operator_name_must_fit_a_dicom_person_name(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, url="https://pacs/dicom-web")
+    dialog.operator_edit.setText("Doe\\Jane")
+    dialog._on_accept()
+    assert "operator name must not contain a backslash" in dialog.error_label.text()

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.credentials import secret_store_status, url_has_credentials
+from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.frame_sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.inference import available_providers
 from desktop_app.core.settings import PASSWORD_IN_FILE, AppSettings, password_in_file
@@ -315,6 +316,9 @@ class SettingsDialog(QDialog):
         new.provider = str(self.provider_combo.currentData())
         new.low_memory_inference = self.low_memory_check.isChecked()
         new.operator = self.operator_edit.text().strip() or new.operator
+        problems = validate_patient_fields("", operator=new.operator)
+        if problems:  # Operators' Name (PN) in the DICOM objects
+            raise ValueError(problems[0])
         new.auto_capture_staff = self.auto_staff.isChecked()
         new.auto_capture_kiosk = self.auto_kiosk.isChecked()
         new.auto_capture_hold_s = float(self.hold_spin.value())
