@@ -18,7 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ def split_url_credentials(url: str) -> tuple[str, str, str]:
         return redact_text(url.strip()), "", ""
     if "@" not in parts.netloc:
         return url.strip(), "", ""
-    from urllib.parse import unquote
-
     user = unquote(parts.username or "")
     password = unquote(parts.password or "")
     clean = urlunsplit(parts._replace(netloc=_netloc_without_userinfo(parts)))
@@ -99,7 +97,7 @@ def _backend() -> Any:
     try:
         return keyring.get_keyring()
     except Exception:  # noqa: BLE001 - a broken keyring configuration means "no keyring"
-        logger.warning("the OS keyring could not be opened", exc_info=False)
+        logger.warning("the system keyring could not be opened")
         return None
 
 
