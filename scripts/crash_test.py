@@ -356,6 +356,8 @@ def run_parent(args: argparse.Namespace) -> Totals:
             "username": TEST_USER[0],
             "password": TEST_USER[1],
             "timeout_s": "10",
+            # the test Orthanc listens on loopback over plain http
+            "allow_insecure_http": "true",
         }
     deliveries = Deliveries(args.target, outbox, orthanc)
     saved: set[str] = set()

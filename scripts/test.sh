@@ -11,6 +11,8 @@ APT_PACKAGES=(
     libxcb-render-util0 libxcb-image0 xvfb
     # DICOMweb server for the submission tests
     orthanc orthanc-dicomweb
+    # dciodvfy: checks the DICOM objects the app builds (tests/test_dicom_content.py)
+    dicom3tools
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()

@@ -88,7 +88,7 @@ def test_submitted_instance_reads_back_with_pixels_and_tags(
     queue = SubmissionQueue(store, target)
     info = make_info(
         patient_ref="PAT-4711",
-        body_site="Left forearm",
+        body_site="Forearm (left)",
         operator="Zoë Operator",
         score=0.8731,
         reasons={"blur": 0.12, "dark": 0.03},
@@ -112,7 +112,10 @@ def test_submitted_instance_reads_back_with_pixels_and_tags(
     assert np.array_equal(ds.pixel_array, store.load_image(record.id))
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.4"
     assert ds.PatientID == "PAT-4711"
-    assert ds.BodyPartExamined == "LEFT FOREARM"
+    (region,) = ds.AnatomicRegionSequence  # CID 4031 Forearm, laterality Left (CID 244)
+    assert (region.CodeValue, region.CodingSchemeDesignator) == ("14975008", "SCT")
+    assert region.AnatomicRegionModifierSequence[0].CodeValue == "7771000"
+    assert ds.ImageLaterality == "L" and ds.StudyID.startswith("SC")
     assert (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == (
         record.study_uid,
         record.series_uid,
@@ -121,7 +124,7 @@ def test_submitted_instance_reads_back_with_pixels_and_tags(
     created = datetime.fromisoformat(record.created_utc)
     assert ds.AcquisitionDateTime == created.strftime("%Y%m%d%H%M%S.%f") + "+0000"
     assert ds.AcquisitionDate == created.strftime("%Y%m%d")
-    assert str(ds.OperatorsName) == "Zoë Operator"
+    assert str(ds.OperatorsName) == "Zoë Operator^"  # PN form: all of it the family name
     assert "Quality score 0.8731" in ds.ImageComments
     assert "model test-model-1" in ds.ImageComments
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)

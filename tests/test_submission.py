@@ -169,10 +169,10 @@ def test_make_target(isolated_app_dirs: Path, tmp_path: Path) -> None:
     assert default.folder == default_outbox_folder() == isolated_app_dirs / "data" / "outbox"
     assert isinstance(make_target({"kind": "outbox", "folder": str(tmp_path)}), OutboxTarget)
     web = make_target(
-        {"kind": "dicomweb", "url": "http://pacs/dicom-web/", "username": "u", "password": "p"}
+        {"kind": "dicomweb", "url": "https://pacs/dicom-web/", "username": "u", "password": "p"}
     )
     assert isinstance(web, DicomWebTarget)
-    assert web.base_url == "http://pacs/dicom-web" and web.auth == ("u", "p")
+    assert web.base_url == "https://pacs/dicom-web" and web.auth == ("u", "p")
     with pytest.raises(ValueError, match="http"):
         make_target({"kind": "dicomweb", "url": "pacs:8042"})
     with pytest.raises(ValueError, match="Unknown submission target"):

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop_app.core.gating import CaptureJudgement, judge_capture
-from desktop_app.core.inference import ColourOrder, QualityEngine, QualityResult
+from desktop_app.core.inference import (
+    ColourOrder,
+    QualityEngine,
+    QualityResult,
+    describe_model_error,
+)
 from desktop_app.core.storage import CaptureInfo, CaptureRecord, CaptureStore, StorageError
 from desktop_app.core.submit_policy import is_practice_source
 
@@ -79,7 +84,7 @@ def process_capture(
             result = engine.score(rgb, grid="capture")
         except Exception as exc:  # a model failure must not lose the photo
             logger.exception("scoring the capture failed")
-            unscored_reason = f"The photo could not be checked ({exc})."
+            unscored_reason = describe_model_error(exc, "run")
     if result is not None:
         judgement = judge_capture(result.score, result.threshold, result.reasons)
         score, threshold, version = result.score, result.threshold, result.model_version

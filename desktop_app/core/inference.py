@@ -81,6 +81,53 @@ def choose_providers(preference: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _runtime_detail(exc: BaseException) -> str:
+    """onnxruntime's own text for the log: exception type and first line (paths and node names,
+    never image or patient data)."""
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def describe_model_error(exc: BaseException, stage: str, model_name: str = "") -> str:
+    """A plain message for the person at the screen about a model that failed to load
+    (``stage="load"``) or to check a photo (``stage="run"``); onnxruntime's own text goes to the
+    log (at warning level), never to the screen.
+
+    onnxruntime raises its own exception classes (``InvalidProtobuf``, ``NoSuchFile``,
+    ``NotImplemented``, ``InvalidGraph``, ``InvalidArgument``, ``EPFail``, ``RuntimeException``,
+    ``Fail``), told apart here by name so that this works without importing onnxruntime.
+    """
+    kind = type(exc).__name__
+    text = str(exc)
+    lowered = text.lower()
+    logger.warning("model %s failed (%s): %s", stage, model_name or "?", _runtime_detail(exc))
+    the_model = f"The model file {model_name}" if model_name else "The model file"
+    if isinstance(exc, MemoryError) or "bad_alloc" in lowered or "failed to allocate" in lowered:
+        return (
+            "There is not enough memory to run the quality model: close other programs, or tick "
+            "'Release model memory after each check' in Settings."
+        )
+    if kind == "EPFail" or "cuda" in lowered or "cudnn" in lowered or "tensorrt" in lowered:
+        return (
+            "The graphics card (GPU) could not run the quality model: choose 'CPU' under "
+            "Settings > Quality model > Run on."
+        )
+    if stage == "load":
+        if kind == "NoSuchFile" or isinstance(exc, FileNotFoundError):
+            return f"{the_model} cannot be found or opened."
+        if kind == "InvalidProtobuf" or "protobuf" in lowered:
+            return f"{the_model} could not be loaded; it may be damaged or truncated."
+        if kind == "NotImplemented" or "opset" in lowered or "not a registered" in lowered:
+            return (
+                f"{the_model} needs a newer model runtime than this app has; update the app, or "
+                "export the model for this version."
+            )
+        if kind in ("InvalidGraph", "InvalidArgument", "Fail"):
+            return f"{the_model} is not a valid quality model for this app."
+        return f"{the_model} could not be loaded; the details are in the app's log."
+    return "The photo could not be checked by the quality model; the details are in the app's log."
+
+
 class QualityEngine:
     """Load a contract-conforming ONNX model and score uint8 images.
 
@@ -119,8 +166,7 @@ class QualityEngine:
             raise
         except Exception as exc:
             raise ModelContractError(
-                f"The model file {self.model_path.name} could not be loaded; it may be damaged "
-                f"or truncated ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})."
+                describe_model_error(exc, "load", self.model_path.name)
             ) from exc
         custom = self._session.get_modelmeta().custom_metadata_map
         self.meta = ModelMeta.from_json(custom.get(METADATA_KEY))

@@ -4,6 +4,12 @@
 ``$XDG_CONFIG_HOME/skin-capture-assist``). A missing or damaged file gives the defaults (a damaged
 one is kept aside as ``settings.json.damaged`` and logged), so settings never stop the app from
 starting. The kiosk PIN is stored only as a salted PBKDF2-SHA256 hash.
+
+The DICOMweb password is not written to the file: it goes to the OS keyring
+(``core.credentials``), or, where there is no usable keyring, it is kept for the running session
+only, unless the user explicitly ticked "store the password in the settings file (not
+encrypted)" (``submission["password_in_file"] == "true"``). The file is written 0600 in a 0700
+folder, and a server address never keeps a ``user:password@`` part.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from desktop_app.core.credentials import (
+    keyring_account,
+    load_password,
+    save_password,
+    split_url_credentials,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +135,10 @@ class AppSettings:
         self.kiosk_pin_hash = hash_pin(pin)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """What goes into the settings file (no password unless the user chose so)."""
+        raw = dataclasses.asdict(self)
+        raw["submission"] = submission_for_disk(self.submission)
+        return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AppSettings:
@@ -157,6 +173,75 @@ class AppSettings:
         return cls(**values)
 
 
+PASSWORD_IN_FILE = "password_in_file"
+
+
+def password_in_file(submission: dict[str, str]) -> bool:
+    """Did the user choose to keep the DICOMweb password in the settings file?"""
+    return submission.get(PASSWORD_IN_FILE, "").lower() == "true"
+
+
+def submission_for_disk(submission: dict[str, str]) -> dict[str, str]:
+    """The submission settings as written to the file: the password only where the user chose
+    the file, the address without credentials."""
+    out = dict(submission)
+    if not password_in_file(out):
+        out.pop("password", None)
+    if out.get("url"):
+        out["url"] = split_url_credentials(out["url"])[0]
+    return out
+
+
+def _keep_password(submission: dict[str, str]) -> None:
+    """Put the DICOMweb password into the OS keyring (unless the user chose the file)."""
+    user, password = submission.get("username", ""), submission.get("password", "")
+    if not user or not password or password_in_file(submission):
+        return
+    if not save_password(keyring_account(user, submission.get("url", "")), password):
+        logger.info("no usable system keyring: the DICOMweb password is kept for this session only")
+
+
+def _restore_secrets(settings: AppSettings) -> bool:
+    """After loading: credentials out of the address, the password from the keyring, a password
+    of an older settings file moved to the keyring. True when the file should be rewritten."""
+    sub = settings.submission
+    rewrite = False
+    url = sub.get("url", "")
+    if url:
+        clean, user, password = split_url_credentials(url)
+        if clean != url:
+            logger.warning(
+                "the DICOMweb address in the settings contained a user name or password; "
+                "it was removed from the address"
+            )
+            sub["url"] = clean
+            if user and not sub.get("username"):
+                sub["username"] = user
+                if password:
+                    sub["password"] = password
+            rewrite = True
+    user = sub.get("username", "")
+    if not user:
+        return rewrite
+    account = keyring_account(user, sub.get("url", ""))
+    if sub.get("password") and PASSWORD_IN_FILE not in sub:
+        # written by an older version: into the keyring where there is one; else it stays in
+        # the file where it already was (marked so; the settings dialog says it is unencrypted)
+        if save_password(account, sub["password"]):
+            rewrite = True
+        else:
+            logger.warning(
+                "the settings file holds the DICOMweb password unencrypted and there is no "
+                "system keyring to move it to"
+            )
+            sub[PASSWORD_IN_FILE] = "true"
+    elif not sub.get("password") and not password_in_file(sub):
+        stored = load_password(account)
+        if stored is not None:
+            sub["password"] = stored
+    return rewrite
+
+
 def settings_path() -> Path:
     from platformdirs import user_config_dir
 
@@ -185,13 +270,24 @@ def load_settings(path: Path | None = None) -> AppSettings:
         except OSError:
             logger.warning("could not move the damaged settings aside")
         return AppSettings()
-    return AppSettings.from_dict(raw)
+    settings = AppSettings.from_dict(raw)
+    if _restore_secrets(settings):
+        try:
+            save_settings(settings, path)
+        except OSError as exc:
+            logger.warning("Settings %s could not be rewritten (%s)", path, exc)
+    return settings
 
 
 def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
-    """Write atomically (temporary file + rename); the file is private to the user."""
+    """Write atomically (temporary file + rename); the file (0600) and the app's config folder
+    (0700) are private to the user. The DICOMweb password goes to the keyring, not the file
+    (unless the user chose the file)."""
     path = path or settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.name == APP_NAME:  # the app's own folder (not a folder given by a caller)
+        os.chmod(path.parent, 0o700)
+    _keep_password(settings.submission)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

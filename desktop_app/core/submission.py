@@ -21,6 +21,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from desktop_app.core.credentials import redact_text, redact_url, url_has_credentials
+from desktop_app.core.dicom_content import (
+    Code,
+    body_site_coding,
+    check_lo,
+    clean_lo,
+    clean_text,
+    person_name,
+    study_id,
+)
 from desktop_app.core.storage import (
     TEMP_PREFIX,
     CaptureRecord,
@@ -172,10 +182,15 @@ def _dicom_datetime(iso_utc: str) -> tuple[str, str, str]:
     return da, tm, f"{da}{tm}+0000"
 
 
-def body_part_code(body_site: str) -> str:
-    """Free-text body site as a DICOM CS value (upper case, A-Z 0-9 space _, <= 16 chars)."""
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in " _") else " " for c in body_site)
-    return " ".join(cleaned.upper().split())[:16].strip()
+def _code_item(code: Code) -> Any:
+    """A code sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning
+    return item
 
 
 def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> bytes:
@@ -192,6 +207,10 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
     info = record.info
+    problems = check_lo("The patient or encounter ID", info.patient_ref)
+    if problems:  # stored before the checks at entry: never split or cut a patient ID
+        raise SubmissionError(" ".join(problems) + " Correct it before sending.", transient=False)
+    coding = body_site_coding(info.body_site)
     da, tm, dt = _dicom_datetime(record.created_utc)
     now_da, now_tm, _ = _dicom_datetime(datetime.now(UTC).isoformat())
 
@@ -217,7 +236,7 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.StudyDate, ds.StudyTime = da, tm
-    ds.StudyID = ""
+    ds.StudyID = study_id(record.study_uid)
     ds.AccessionNumber = ""
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "Skin photographs"
@@ -225,11 +244,12 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.Modality = "XC"
     ds.SeriesNumber = 1
     ds.SeriesDate, ds.SeriesTime = da, tm
-    ds.SeriesDescription = f"Skin photo: {info.body_site}"[:64]
+    ds.SeriesDescription = clean_lo(f"Skin photo: {info.body_site}")
     ds.Manufacturer = "Skin Capture Assist"
-    ds.SoftwareVersions = f"model {info.model_version}"[:64]
-    ds.OperatorsName = info.operator
-    ds.BodyPartExamined = body_part_code(info.body_site)
+    ds.SoftwareVersions = clean_lo(f"model {info.model_version}")
+    ds.OperatorsName = person_name(info.operator)
+    if coding.body_part:
+        ds.BodyPartExamined = coding.body_part
     # Image
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = da, tm
@@ -238,19 +258,24 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.LossyImageCompression = "01" if lossy else "00"
     ds.AcquisitionContextSequence = []
-    ds.ImageLaterality = ""
+    ds.ImageLaterality = coding.image_laterality
+    if coding.region is not None:
+        region = _code_item(coding.region)
+        if coding.laterality is not None:
+            region.AnatomicRegionModifierSequence = [_code_item(coding.laterality)]
+        ds.AnatomicRegionSequence = [region]
     ds.PatientOrientation = ""
     decision = "overridden" if record.review_action == "override" else "accepted"
     reasons = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info.reasons.items()))
-    ds.ImageComments = (
+    ds.ImageComments = clean_text(
         f"Quality score {info.score:.4f} (threshold {info.threshold:.4f}, {decision}); "
         f"model {info.model_version}; reasons: {reasons or 'none'}; capture {record.id}; "
         f"body site: {info.body_site}; note: {info.note}"
-    )[:10240]
+    )
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(PRIVATE_SCORE, "FD", float(info.score))
     block.add_new(PRIVATE_THRESHOLD, "FD", float(info.threshold))
-    block.add_new(PRIVATE_MODEL_VERSION, "LO", info.model_version[:64])
+    block.add_new(PRIVATE_MODEL_VERSION, "LO", clean_lo(info.model_version))
     block.add_new(PRIVATE_DECISION, "CS", decision.upper())
     block.add_new(PRIVATE_REASONS, "LT", json.dumps(info.reasons, sort_keys=True))
     block.add_new(PRIVATE_CAPTURE_ID, "LO", record.id)
@@ -282,8 +307,15 @@ class DicomWebTarget:
         timeout_s: float = 10,
         auth: tuple[str, str] | None = None,
         deadline_s: float = 60,
+        verify: bool | str = True,
     ) -> None:
+        if url_has_credentials(base_url):
+            raise ValueError(CREDENTIALS_IN_URL_MESSAGE)
         self.base_url = base_url.rstrip("/")
+        # shown in messages, logged and stored: never a query string or credentials
+        self.display_url = redact_url(self.base_url)
+        # True: the system's CA certificates; a path: a CA bundle file or folder (private CA)
+        self.verify = verify
         self.timeout_s = float(timeout_s)
         self.auth = auth
         # The whole request, however the server trickles its answer: a per-read timeout alone
@@ -321,7 +353,29 @@ class DicomWebTarget:
         }
         url = f"{self.base_url}/studies"
         response = self._post_with_deadline(url, body, headers)
-        status = response.status_code
+        self._raise_for_status(response)
+        return self._confirmed_uid(response, record.sop_instance_uid)
+
+    def _raise_for_status(self, response: Any) -> None:
+        """A plain message for every answer that is not a STOW confirmation; the detail goes to
+        the log (status, content type, Orthanc's error codes: never the body, which may echo
+        the patient's data)."""
+        status = int(response.status_code)
+        if status < 300:
+            return
+        detail = _response_detail(response)
+        logger.warning(
+            "DICOMweb STOW to %s answered HTTP %d (%s)", self.display_url, status, detail
+        )
+        if 300 <= status < 400:
+            location = str(getattr(response, "headers", {}).get("Location") or "")
+            where = f" to {redact_url(location)}" if location else ""
+            raise SubmissionError(
+                f"The PACS address {self.display_url} redirects{where} (HTTP {status}). The "
+                "app does not follow redirects (the login would be dropped or sent to another "
+                "server): enter the address it redirects to in Settings.",
+                transient=False,
+            )
         if status in (408, 425, 429) or status >= 500:
             raise SubmissionError(
                 f"The PACS is busy or failing (HTTP {status}); will retry.", transient=True
@@ -332,12 +386,20 @@ class DicomWebTarget:
                 "password in the settings, then retry the failed photos.",
                 transient=False,
             )
-        if status >= 400:
+        if status in (404, 405):
             raise SubmissionError(
-                f"The PACS rejected the photo (HTTP {status}: {response.text[:200]})",
+                f"The PACS has no DICOMweb service at {self.display_url} (HTTP {status}); "
+                "check the server address in Settings (it usually ends in /dicom-web).",
                 transient=False,
             )
-        return self._confirmed_uid(response, record.sop_instance_uid)
+        if status == 413:
+            raise SubmissionError(
+                "The PACS refused the photo as too large (HTTP 413).", transient=False
+            )
+        raise SubmissionError(
+            f"The PACS rejected the photo (HTTP {status}); the details are in the app's log.",
+            transient=False,
+        )
 
     def _post_with_deadline(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
         """POST within ``deadline_s`` in all: requests' timeouts are per read, so a server that
@@ -351,8 +413,16 @@ class DicomWebTarget:
 
         def post() -> None:
             try:
+                # No redirects: requests drops the login on a redirect to another host (which
+                # then looked like a wrong password) or would send it on to another server.
                 outcome["response"] = requests.post(
-                    url, data=body, headers=headers, timeout=self.timeout_s, auth=self.auth
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout_s,
+                    auth=self.auth,
+                    verify=self.verify,
+                    allow_redirects=False,
                 )
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread below
                 outcome["error"] = exc
@@ -369,14 +439,28 @@ class DicomWebTarget:
             worker.join(0.1)
         if worker.is_alive():
             raise SubmissionError(
-                f"The PACS at {self.base_url} did not finish answering within "
+                f"The PACS at {self.display_url} did not finish answering within "
                 f"{self.deadline_s:.0f} s; the photo stays queued and is sent again later.",
                 transient=True,
             )
         error = outcome.get("error")
+        if isinstance(error, requests.exceptions.SSLError):
+            logger.warning("TLS to %s failed: %s", self.display_url, type(error).__name__)
+            raise SubmissionError(
+                f"The secure connection to the PACS at {self.display_url} failed: its "
+                "certificate is not trusted by this computer. If the PACS uses a hospital "
+                "(private) certificate authority, set its CA bundle in Settings, then retry the "
+                "failed photos.",
+                transient=False,
+            ) from error
+        if isinstance(error, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+            raise SubmissionError(
+                f"The PACS address {self.display_url} is not valid; correct it in Settings.",
+                transient=False,
+            ) from error
         if isinstance(error, requests.RequestException):
             raise SubmissionError(
-                f"The PACS at {self.base_url} cannot be reached ({type(error).__name__}); "
+                f"The PACS at {self.display_url} cannot be reached ({type(error).__name__}); "
                 "the photo stays queued and is sent when it is back.",
                 transient=True,
             ) from error
@@ -403,13 +487,13 @@ class DicomWebTarget:
                 "cannot read; will retry.",
                 transient=True,
             )
-        failed = payload.get("00081198", {}).get("Value") or []
-        stored = payload.get("00081199", {}).get("Value") or []
-        stored_uids = {str((item.get("00081155", {}).get("Value") or [""])[0]) for item in stored}
+        failed = _json_values(payload, "00081198")
+        stored = _json_values(payload, "00081199")
+        stored_uids = {str((_json_values(item, "00081155") or [""])[0]) for item in stored}
         if sop_uid in stored_uids:
             return sop_uid
         if failed:
-            reason = failed[0].get("00081197", {}).get("Value", ["?"])[0]
+            reason = (_json_values(failed[0], "00081197") or ["?"])[0]
             raise SubmissionError(
                 f"The PACS refused to store the photo (failure reason {reason}).",
                 transient=False,
@@ -417,6 +501,33 @@ class DicomWebTarget:
         raise SubmissionError(
             "The PACS did not confirm that it stored the photo; will retry.", transient=True
         )
+
+
+def _json_values(item: Any, tag: str) -> list[Any]:
+    """The ``Value`` list of ``tag`` in a DICOM JSON object; [] for anything malformed."""
+    if not isinstance(item, dict):
+        return []
+    element = item.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return list(values) if isinstance(values, list) else []
+
+
+def _response_detail(response: Any) -> str:
+    """What of a failed answer is safe to log: its content type and length and, for Orthanc's
+    JSON errors, the error codes (the body itself may echo the patient's data)."""
+    headers = getattr(response, "headers", {}) or {}
+    parts = [f"content type {headers.get('Content-Type', '?')}"]
+    content = getattr(response, "content", b"") or b""
+    parts.append(f"{len(content)} bytes")
+    try:
+        payload = response.json()
+    except (ValueError, AttributeError):
+        payload = None
+    if isinstance(payload, dict):
+        for key in ("HttpStatus", "OrthancError", "OrthancStatus"):
+            if key in payload and isinstance(payload[key], int | str):
+                parts.append(f"{key} {str(payload[key])[:60]}")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,7 +677,7 @@ class SubmissionQueue:
             return True
         except Exception as exc:  # a target bug must not stop the queue
             logger.exception("capture %s: unexpected error from %s", capture_id, self.target.name)
-            self._fail(capture_id, f"Unexpected error while sending: {exc}", attempts)
+            self._fail(capture_id, redact_text(f"Unexpected error while sending: {exc}"), attempts)
             return True
         self.store._update(
             capture_id,
@@ -606,6 +717,21 @@ class SubmissionQueue:
         )
 
 
+CREDENTIALS_IN_URL_MESSAGE = (
+    "The DICOMweb server address contains a user name or password; remove it from the address "
+    "and enter them in the User and Password fields instead."
+)
+INSECURE_HTTP_MESSAGE = (
+    "The DICOMweb server address uses plain http://, so the password would be sent "
+    "unencrypted. Use an https:// address, or, on a trusted network only, tick 'Allow "
+    "unencrypted http' in Settings."
+)
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
 def default_outbox_folder() -> Path:
     """``<data dir>/outbox`` beside the capture store."""
     return default_store_root().parent / "outbox"
@@ -615,8 +741,10 @@ def make_target(settings: Mapping[str, str]) -> SubmissionTarget:
     """Build the target chosen in settings.
 
     ``{"kind": "outbox", "folder": "..."}`` (folder optional) or
-    ``{"kind": "dicomweb", "url": "http://host:8042/dicom-web", "timeout_s": "10",
-    "username": "...", "password": "..."}``.
+    ``{"kind": "dicomweb", "url": "https://host/dicom-web", "timeout_s": "10",
+    "username": "...", "password": "...", "ca_bundle": "/path/ca.pem",
+    "allow_insecure_http": "false"}``. Raises ValueError with a message for the user: a URL
+    with ``user:password@`` in it, or a login over plain http without ``allow_insecure_http``.
     """
     kind = (settings.get("kind") or "outbox").strip().lower()
     if kind == "outbox":
@@ -624,13 +752,27 @@ def make_target(settings: Mapping[str, str]) -> SubmissionTarget:
         return OutboxTarget(Path(folder) if folder else default_outbox_folder())
     if kind == "dicomweb":
         url = (settings.get("url") or "").strip()
-        if not url.startswith(("http://", "https://")):
+        if not url.lower().startswith(("http://", "https://")):
             raise ValueError("DICOMweb needs a server address starting with http:// or https://")
+        if url_has_credentials(url):
+            raise ValueError(CREDENTIALS_IN_URL_MESSAGE)
         user = settings.get("username") or ""
         auth = (user, settings.get("password") or "") if user else None
+        if (
+            auth is not None
+            and url.lower().startswith("http://")
+            and not _true(settings.get("allow_insecure_http"))
+        ):
+            raise ValueError(INSECURE_HTTP_MESSAGE)
         try:
             timeout = float(settings.get("timeout_s") or 10)
         except ValueError as exc:
             raise ValueError("timeout_s must be a number of seconds") from exc
-        return DicomWebTarget(url, timeout_s=timeout, auth=auth)
+        verify: bool | str = True
+        ca_bundle = (settings.get("ca_bundle") or "").strip()
+        if ca_bundle:
+            if not Path(ca_bundle).exists():
+                raise ValueError(f"The CA bundle {ca_bundle} does not exist.")
+            verify = ca_bundle
+        return DicomWebTarget(url, timeout_s=timeout, auth=auth, verify=verify)
     raise ValueError(f"Unknown submission target {kind!r}: use 'outbox' or 'dicomweb'")

@@ -8,7 +8,10 @@ A capture may reach a submission target only when all of these hold:
 * it comes from a real camera or a tethered camera's hot folder: frames of the built-in demo
   feed or of a replayed video or image folder are practice material, stored and reviewable but
   never sent under a patient's reference;
-* it carries a patient or encounter reference when the target needs one (a PACS does).
+* it carries a patient or encounter reference when the target needs one (a PACS does);
+* its patient ID, body site, note and operator name fit their DICOM value representations
+  (``core.dicom_content.validate_patient_fields``: a backslash would split the patient ID, a tab
+  or an over-long value makes the DICOM object invalid).
 
 :func:`submit_blocker` says why not, in words for the person at the screen ("" = allowed). The
 submission queue enforces it too, so no window can send what the rule forbids.
@@ -16,6 +19,7 @@ submission queue enforces it too, so no window can send what the rule forbids.
 
 from __future__ import annotations
 
+from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.storage import CaptureRecord
 
 SENDABLE_STATES: tuple[str, ...] = ("accepted", "overridden", "failed", "queued")
@@ -49,4 +53,8 @@ def submit_blocker(record: CaptureRecord, needs_patient_ref: bool) -> str:
             "This photo has no patient or encounter reference; add one before sending it to the "
             "PACS."
         )
+    info = record.info
+    problems = validate_patient_fields(info.patient_ref, info.body_site, info.note, info.operator)
+    if problems:
+        return "This photo cannot be sent: " + " ".join(problems)
     return ""

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app import __version__
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.frame_sources import (
     DemoSource,
     FrameSource,
@@ -425,6 +426,7 @@ class MainWindow(QMainWindow):
         self.hold_spin.installEventFilter(self)
         self.site_combo.currentIndexChanged.connect(self._update_buttons)
         self.site_combo.activated.connect(self._on_site_chosen)
+        self.note_edit.textChanged.connect(self._update_buttons)
         self.auto_capture_check.toggled.connect(self._on_auto_capture_changed)
         self.hold_spin.valueChanged.connect(self._on_auto_capture_changed)
         self.overlay_check.toggled.connect(self._on_overlay_toggled)
@@ -462,7 +464,11 @@ class MainWindow(QMainWindow):
             return ref.message
         if not self._body_site():
             return "Choose the body site first."
-        return ""
+        context = self._capture_context()
+        problems = validate_patient_fields(
+            context.patient_ref, context.body_site, context.note, context.operator
+        )
+        return problems[0] if problems else ""
 
     def _submit_blocker(self) -> str:
         """Why Submit is off ("" when it is on)."""

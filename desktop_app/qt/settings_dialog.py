@@ -25,9 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.credentials import secret_store_status, url_has_credentials
+from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.frame_sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.inference import available_providers
-from desktop_app.core.settings import AppSettings
+from desktop_app.core.settings import PASSWORD_IN_FILE, AppSettings, password_in_file
+from desktop_app.core.submission import CREDENTIALS_IN_URL_MESSAGE, make_target
 from desktop_app.qt.session import CaptureSession
 
 AUTO_CAMERA = "Automatic (first camera, else demo feed)"
@@ -146,11 +149,40 @@ class SettingsDialog(QDialog):
         self.user_edit = QLineEdit(target.get("username", ""))
         self.password_edit = QLineEdit(target.get("password", ""))
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.ca_edit = QLineEdit(target.get("ca_bundle", ""))
+        self.ca_edit.setPlaceholderText("system certificates")
+        self.ca_edit.setToolTip(
+            "For a PACS whose https certificate comes from a hospital (private) certificate "
+            "authority: the CA certificate file (PEM)."
+        )
+        self.ca_button = QPushButton("Browse…")
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_edit, 1)
+        ca_row.addWidget(self.ca_button)
+        self.insecure_http_check = QCheckBox("Allow unencrypted http (password sent in clear)")
+        self.insecure_http_check.setChecked(target.get("allow_insecure_http") == "true")
+        secrets_status = secret_store_status()
+        self.password_in_file_check = QCheckBox(
+            "Store the password in the settings file (not encrypted)"
+        )
+        self.password_in_file_check.setChecked(password_in_file(target))
+        # Only offered where there is no system keyring (or where it is already chosen).
+        self.password_in_file_check.setVisible(
+            not secrets_status.usable or password_in_file(target)
+        )
+        self.password_note = QLabel(secrets_status.description)
+        self.password_note.setWordWrap(True)
+        if not secrets_status.usable:
+            self.password_note.setStyleSheet("color: #a04000;")
         send_form.addRow("Send to", self.target_combo)
         send_form.addRow("Outbox folder", self.outbox_edit)
         send_form.addRow("Server address", self.url_edit)
         send_form.addRow("User", self.user_edit)
         send_form.addRow("Password", self.password_edit)
+        send_form.addRow(self.password_note)
+        send_form.addRow(self.password_in_file_check)
+        send_form.addRow("CA bundle", ca_row)
+        send_form.addRow(self.insecure_http_check)
 
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #b00020;")
@@ -189,6 +221,7 @@ class SettingsDialog(QDialog):
         self.target_combo.currentIndexChanged.connect(self._update_enabled)
         self.path_button.clicked.connect(self._on_browse_path)
         self.model_button.clicked.connect(self._on_browse_model)
+        self.ca_button.clicked.connect(self._on_browse_ca)
         self._update_enabled()
 
     def _obtained_text(self) -> str:
@@ -220,7 +253,15 @@ class SettingsDialog(QDialog):
         self.path_button.setEnabled(data in ("path", "hotfolder"))
         self.resolution_combo.setEnabled(data not in ("path", "hotfolder", "demo"))
         dicom = self.target_combo.currentData() == "dicomweb"
-        for widget in (self.url_edit, self.user_edit, self.password_edit):
+        for widget in (
+            self.url_edit,
+            self.user_edit,
+            self.password_edit,
+            self.password_in_file_check,
+            self.ca_edit,
+            self.ca_button,
+            self.insecure_http_check,
+        ):
             widget.setEnabled(dicom)
         self.outbox_edit.setEnabled(not dicom)
 
@@ -238,6 +279,14 @@ class SettingsDialog(QDialog):
         path, _ = QFileDialog.getOpenFileName(self, "Quality model", "", "ONNX models (*.onnx)")
         if path:
             self.model_edit.setText(path)
+
+    @Slot()
+    def _on_browse_ca(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "CA certificate bundle", "", "Certificates (*.pem *.crt *.cer);;All files (*)"
+        )
+        if path:
+            self.ca_edit.setText(path)
 
     def _camera_spec(self) -> str:
         data = self.camera_combo.currentData()
@@ -267,6 +316,9 @@ class SettingsDialog(QDialog):
         new.provider = str(self.provider_combo.currentData())
         new.low_memory_inference = self.low_memory_check.isChecked()
         new.operator = self.operator_edit.text().strip() or new.operator
+        problems = validate_patient_fields("", operator=new.operator)
+        if problems:  # Operators' Name (PN) in the DICOM objects
+            raise ValueError(problems[0])
         new.auto_capture_staff = self.auto_staff.isChecked()
         new.auto_capture_kiosk = self.auto_kiosk.isChecked()
         new.auto_capture_hold_s = float(self.hold_spin.value())
@@ -281,10 +333,19 @@ class SettingsDialog(QDialog):
             url = self.url_edit.text().strip()
             if not url.startswith(("http://", "https://")):
                 raise ValueError("The DICOMweb address must start with http:// or https://")
+            if url_has_credentials(url):  # the message never repeats the address
+                raise ValueError(CREDENTIALS_IN_URL_MESSAGE)
             new.submission = {"kind": "dicomweb", "url": url}
             if self.user_edit.text().strip():
                 new.submission["username"] = self.user_edit.text().strip()
                 new.submission["password"] = self.password_edit.text()
+                if self.password_in_file_check.isChecked():
+                    new.submission[PASSWORD_IN_FILE] = "true"
+            if self.ca_edit.text().strip():
+                new.submission["ca_bundle"] = self.ca_edit.text().strip()
+            if self.insecure_http_check.isChecked():
+                new.submission["allow_insecure_http"] = "true"
+            make_target(new.submission)  # http with a login, a missing CA bundle: ValueError
         else:
             new.submission = {"kind": "outbox"}
             if self.outbox_edit.text().strip():

@@ -25,7 +25,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, process_capture
 from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
-from desktop_app.core.inference import QualityEngine, QualityResult
+from desktop_app.core.inference import QualityEngine, QualityResult, describe_model_error
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
 from desktop_app.core.storage import CaptureStore, StorageError
@@ -232,7 +232,7 @@ class InferenceWorker(QObject):
             return
         except Exception as exc:  # onnxruntime may raise anything on a broken install
             logger.exception("model load failed")
-            self.sig_model_failed.emit(f"The model could not be loaded ({exc}).")
+            self.sig_model_failed.emit(describe_model_error(exc, "load", Path(path).name))
             return
         self.engine = engine
         meta = engine.meta
