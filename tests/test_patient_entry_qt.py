@@ -35,7 +35,7 @@ def test_bad_patient_id_or_note_blocks_the_capture_with_a_message(window: MainWi
     assert not window.capture_button.isEnabled()
     assert "backslash" in window.submit_reason.text()
     window.patient_edit.setText("E" * 65)
-    assert "at most 64" in window.submit_reason.text()
+    assert "64 characters" in window.submit_reason.text()
     window.patient_edit.setText("ENC-4711")
     assert window._capture_blocker() == ""
     window.note_edit.setPlainText("itchy\tfor a week")
