@@ -29,6 +29,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         cwd=ROOT,
         timeout=600,
+        # bundle the packages of the interpreter running the tests, not whatever python3 is first
+        env={**os.environ, "PYTHON": sys.executable},
     )
     print(f"bundle built in {time.perf_counter() - started:.0f} s")
     exe = out / "dist" / "skin-capture" / "skin-capture"
