@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from desktop_app.core.storage import CaptureStore
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -48,3 +51,11 @@ def shared_dir() -> Path:
     if not (SHARED_DIR / "data").is_dir():
         pytest.skip("../shared is not present")
     return SHARED_DIR
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CaptureStore]:
+    """A fresh capture store under ``tmp_path / "store"``, closed after the test."""
+    s = CaptureStore(tmp_path / "store")
+    yield s
+    s.close()
