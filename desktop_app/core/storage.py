@@ -118,6 +118,102 @@ class DiskFullError(StorageError):
     """The disk is full (and the space reserve, where allowed, did not help)."""
 
 
+StoreUnavailableReason = Literal["locked", "read_only", "io_error", "unavailable"]
+
+
+class StoreUnavailableError(StorageError):
+    """The capture database is not damaged but cannot be used now: another program holds it
+    locked, the folder is read-only, or the disk reported an I/O error. Nothing was changed (in
+    particular the database was not rebuilt); trying again once the cause is gone is safe.
+
+    ``reason`` is ``locked`` | ``read_only`` | ``io_error`` | ``unavailable``.
+    """
+
+    def __init__(self, message: str, reason: StoreUnavailableReason) -> None:
+        super().__init__(message)
+        self.reason: StoreUnavailableReason = reason
+
+
+class _DatabaseCorrupt(sqlite3.DatabaseError):
+    """The integrity check failed (raised by the store itself; real corruption)."""
+
+
+# SQLite primary result codes (extended codes carry these in their low byte).
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_database_corruption(exc: BaseException) -> bool:
+    """True only for real damage to the database file: "database disk image is malformed",
+    "file is not a database", or a failed integrity check. Locks, read-only folders and I/O
+    errors are not corruption (a rebuild would throw away a healthy database's workflow state)."""
+    if isinstance(exc, _DatabaseCorrupt):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def store_unavailable(
+    exc: BaseException, root: Path, what: str | None = None
+) -> StoreUnavailableError:
+    """A plain-language :class:`StoreUnavailableError` for a SQLite or OS error that is not
+    corruption (the caller may try again later). ``what`` names the change that failed, if
+    any ("The review")."""
+    code = _sqlite_code(exc)
+    text = str(exc).lower()
+    errno_ = getattr(exc, "errno", None)
+    reason: StoreUnavailableReason
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
+        reason = "locked"
+        body = (
+            f"The capture database in {root} is in use by another program (it stayed locked). "
+            "Close any other program that has it open (a database viewer, a backup or sync "
+            "tool, another copy of this app), then try again."
+        )
+    elif (
+        code in (_SQLITE_READONLY, _SQLITE_PERM)
+        or "readonly" in text
+        or "read-only" in text
+        or errno_ in (errno.EACCES, errno.EPERM, errno.EROFS)
+    ):
+        reason = "read_only"
+        body = (
+            f"The capture folder is read-only: {root}. Ask IT to make it writable for this user "
+            "(or choose another data folder), then try again."
+        )
+    elif code == _SQLITE_IOERR or "i/o error" in text or errno_ == errno.EIO:
+        reason = "io_error"
+        body = (
+            f"The capture database in {root} could not be read or written (the disk reported an "
+            "I/O error). Check that the drive or network share is connected and working, then "
+            "try again; if it keeps happening, please call IT."
+        )
+    else:
+        reason = "unavailable"
+        body = (
+            f"The capture database in {root} cannot be used right now ({exc}). Try again; if it "
+            "keeps happening, please call IT."
+        )
+    prefix = f"{what} could not be saved. " if what else ""
+    return StoreUnavailableError(f"{prefix}{body} Nothing was changed.", reason)
+
+
 @dataclass(frozen=True)
 class CaptureInfo:
     """What the app knows when a photo is taken."""
@@ -605,6 +701,9 @@ class CaptureStore:
     """
 
     reserve_bytes: int = 2 * 1024 * 1024
+    #: How long a statement waits for another program's lock before giving up (SQLite busy
+    #: timeout); then :class:`StoreUnavailableError` ("in use by another program").
+    busy_timeout_s: float = 30.0
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
@@ -618,32 +717,73 @@ class CaptureStore:
         except OSError as exc:
             raise StorageError(os_error_message(exc, "The capture folder", self.root)) from exc
         self.startup_report = StartupReport()
+        self._check_writable()
         self._conn = self._open_database()
-        self._reconcile()
+        try:
+            self._reconcile()
+        except sqlite3.Error as exc:  # damage found while reading the rows
+            self._conn.close()
+            if not is_database_corruption(exc) or self.startup_report.database_rebuilt_from:
+                raise self._open_error(exc) from exc
+            self._conn = self._rebuild(exc)
+            self._reconcile()
         self._ensure_reserve()
 
     # ---- database opening, schema, reconciliation -----------------------------------------
+
+    def _check_writable(self) -> None:
+        """Raise :class:`StoreUnavailableError` (``read_only``) if no file can be created in the
+        store folder: a read-only folder is a setup problem, never a damaged database."""
+        probe = self.root / f"{TEMP_PREFIX}write-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(probe)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO):
+                logger.error("capture folder %s is not writable: %s", self.root, exc.strerror)
+                raise store_unavailable(exc, self.root) from exc
+            raise StorageError(os_error_message(exc, "The capture database", self.root)) from exc
+
+    def _sqlite_connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.db_path,
+            timeout=self.busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if not self.db_path.exists():
             fd = os.open(self.db_path, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
         os.chmod(self.db_path, 0o600)
-        conn = sqlite3.connect(
-            self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        conn = self._sqlite_connect()
         try:
             conn.row_factory = sqlite3.Row
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise sqlite3.DatabaseError(f"journal mode is {mode}, WAL not available")
+                raise StoreUnavailableError(
+                    f"The capture database in {self.root} cannot use its safe write mode "
+                    f"(journal mode {mode}, WAL not available; is the folder on a network "
+                    "drive?). Choose a local data folder, or call IT. Nothing was changed.",
+                    "unavailable",
+                )
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA journal_size_limit=4194304")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
+                raise _DatabaseCorrupt(f"quick_check: {check}")
+            # A write probe (rolled back): a database SQLite could only open read-only fails
+            # here, at start-up, with a clear message instead of at the first capture.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            finally:
+                conn.execute("ROLLBACK")
         except BaseException:
             conn.close()
             raise
@@ -654,36 +794,55 @@ class CaptureStore:
             return self._connect()
         except StorageError:
             raise
-        except sqlite3.DatabaseError as exc:
-            if _is_disk_full(exc):
-                raise StorageError(
-                    f"The disk is full: the capture database in {self.root} cannot be opened."
-                    " Free some disk space, then restart."
-                ) from exc
-            # The file itself is damaged: keep it for IT, rebuild from images + sidecars.
-            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            logger.error(
-                "capture database %s is damaged (%s); moved to %s and rebuilt from the image files",
-                self.db_path,
-                exc,
-                aside,
-            )
-            try:
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(str(self.db_path) + suffix)
-                    if src.exists():
-                        os.replace(src, Path(str(aside) + suffix))
-                fsync_dir(self.root)
-                conn = self._connect()
-            except (OSError, sqlite3.Error) as exc2:
-                raise StorageError(
-                    f"The capture database in {self.root} is damaged and could not be rebuilt"
-                    f" ({exc2}). The photos are safe in {self.images_dir}. Please call IT."
-                ) from exc2
-            self.startup_report.database_rebuilt_from = aside
-            return conn
+        except sqlite3.Error as exc:
+            if not is_database_corruption(exc):
+                raise self._open_error(exc) from exc
+            return self._rebuild(exc)
         except OSError as exc:
-            raise StorageError(os_error_message(exc, "The capture database", self.root)) from exc
+            raise self._open_error(exc) from exc
+
+    def _open_error(self, exc: BaseException) -> StorageError:
+        """The exception for a database that cannot be opened but is not damaged."""
+        if _is_disk_full(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return StorageError(
+                f"The disk is full: the capture database in {self.root} cannot be opened."
+                " Free some disk space, then restart."
+            )
+        if isinstance(exc, OSError) and exc.errno not in (
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+            errno.EIO,
+        ):
+            return StorageError(os_error_message(exc, "The capture database", self.root))
+        error = store_unavailable(exc, self.root)
+        logger.error("capture database unavailable (%s): %s", error.reason, exc)
+        return error
+
+    def _rebuild(self, exc: BaseException) -> sqlite3.Connection:
+        """Set the damaged database aside (kept for IT) and start a new one, which
+        reconciliation then fills from the image files, sidecars and state journals."""
+        aside = self.db_path.with_name(f"{DB_NAME}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        logger.error(
+            "capture database %s is damaged (%s); moved to %s and rebuilt from the image files",
+            self.db_path,
+            exc,
+            aside,
+        )
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.db_path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            fsync_dir(self.root)
+            conn = self._connect()
+        except (OSError, sqlite3.Error) as exc2:
+            raise StorageError(
+                f"The capture database in {self.root} is damaged and could not be rebuilt"
+                f" ({exc2}). The photos are safe in {self.images_dir}. Please call IT."
+            ) from exc2
+        self.startup_report.database_rebuilt_from = aside
+        return conn
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -911,6 +1070,15 @@ class CaptureStore:
                         f"The disk is full: {what} could not be saved in {self.root}. Free some "
                         "disk space (or ask IT), then try again. Nothing was half-saved."
                     ) from exc
+                if not is_database_corruption(exc) and _sqlite_code(exc) in (
+                    _SQLITE_BUSY,
+                    _SQLITE_LOCKED,
+                    _SQLITE_READONLY,
+                    _SQLITE_PERM,
+                    _SQLITE_IOERR,
+                    _SQLITE_CANTOPEN,
+                ):
+                    raise store_unavailable(exc, self.root, what) from exc
                 raise StorageError(
                     f"{what} could not be recorded in the capture database ({exc}). Please call IT."
                 ) from exc
