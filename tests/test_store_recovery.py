@@ -3,6 +3,7 @@ rebuilt; a really damaged one is rebuilt with its workflow state restored from t
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -13,11 +14,13 @@ from store_helpers import make_info, smooth_image
 
 from desktop_app.core.storage import (
     DB_NAME,
+    CaptureRecord,
     CaptureStore,
     StorageError,
     StoreUnavailableError,
     is_database_corruption,
 )
+from desktop_app.core.submission import SubmissionQueue
 
 
 def _damaged_copies(root: Path) -> list[str]:
@@ -191,3 +194,167 @@ def test_the_app_shows_the_in_use_message_instead_of_failing(
     assert services.store is None and services.queue is None
     assert "in use by another program" in services.store_error
     assert _damaged_copies(locked_by_another_program) == []
+
+
+# ---- real corruption: rebuilt, with the workflow state restored from the state journals -------
+
+
+class CountingTarget:
+    """A target that records every send (a re-send of a delivered capture is counted)."""
+
+    name = "counting"
+    needs_patient_ref = False
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def submit(self, record: CaptureRecord, image_path: Path) -> str:
+        self.sent.append(record.id)
+        return f"remote-{record.id}"
+
+    def cancel_pending(self) -> None:
+        pass
+
+
+def _corrupt(root: Path) -> None:
+    db = root / DB_NAME
+    raw = bytearray(db.read_bytes())
+    raw[0:16] = b"definitely-not-a"
+    db.write_bytes(bytes(raw))
+
+
+_WORKFLOW = (
+    "state",
+    "reviewer",
+    "reviewed_utc",
+    "review_action",
+    "review_reason",
+    "review_rating",
+    "submission_attempts",
+    "last_error",
+    "submitted_utc",
+    "remote_uid",
+    "info",
+    "created_utc",
+)
+
+
+def test_after_real_corruption_states_and_audit_trails_come_back_and_nothing_is_resent(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "store"
+    target = CountingTarget()
+    with CaptureStore(root) as s:
+        queue = SubmissionQueue(s, target)
+        sent = [s.add(smooth_image(seed=i), make_info(note=f"s{i}")).id for i in range(3)]
+        for cid in sent:
+            queue.enqueue(cid)
+        queue.process_pending()
+        waiting = s.add(smooth_image(seed=10), make_info(note="waiting")).id
+        queue.enqueue(waiting)  # queued, not sent yet
+        overridden = s.add(smooth_image(seed=11), make_info(accepted=False, score=0.2)).id
+        s.review(overridden, "override", "dr-a", "fine for assessment", rating=4)
+        rejected = s.add(smooth_image(seed=12), make_info(accepted=False, score=0.1)).id
+        s.review(rejected, "confirm_reject", "dr-b", "too blurry", rating=1)
+        untouched = s.add(smooth_image(seed=13), make_info(note="untouched")).id
+        deleted = s.add(smooth_image(seed=14), make_info(accepted=False, score=0.1)).id
+        s.delete(deleted, "dr-b")
+        before = {r.id: r for r in s.list()}
+        trails = {cid: s.history(cid) for cid in before}
+        s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert target.sent == sent
+    assert {before[c].state for c in sent} == {"submitted"}
+    _corrupt(root)
+
+    with CaptureStore(root) as s:
+        report = s.startup_report
+        assert report.database_rebuilt_from is not None
+        changed = sorted(set(before) - {untouched})
+        assert sorted(report.restored) == changed
+        after = {r.id: r for r in s.list()}
+        assert sorted(after) == sorted(before)  # the deleted capture stays deleted
+        # never changed after it was taken: no journal, recovered for review (as before)
+        assert after[untouched].state == "captured"
+        assert after[untouched].info == before[untouched].info
+        for cid in changed:
+            old, new = before[cid], after[cid]
+            assert {k: getattr(new, k) for k in _WORKFLOW} == {
+                k: getattr(old, k) for k in _WORKFLOW
+            }, cid
+            trail = s.history(cid)
+            assert trail[: len(trails[cid])] == trails[cid]  # the whole trail, in order
+            assert trail[-1]["action"] == "recovered"
+        assert after[waiting].state == "queued"
+        assert after[overridden].review_rating == 4 and after[rejected].reviewer == "dr-b"
+        queue = SubmissionQueue(s, target)
+        queue.release_stale_claims()
+        status = queue.process_pending()
+        assert status.queued == 0 and status.submitted == 4
+    assert target.sent == [*sent, waiting]  # the delivered ones were not sent again
+    with CaptureStore(root) as s:  # and the rebuilt store is healthy
+        assert s.startup_report.clean
+
+
+def test_a_torn_last_journal_line_is_skipped_and_the_state_before_it_restored(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "store"
+    with CaptureStore(root) as s:
+        record = s.add(smooth_image(), make_info(accepted=False, score=0.1))
+        s.review(record.id, "override", "dr-a", "ok")
+        s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    journal = record.image_path.with_suffix(".jsonl")
+    with journal.open("ab") as fh:  # killed in the middle of appending the next change
+        fh.write(b'{"action": "enqueue", "actor": "sys')
+    _corrupt(root)
+    with CaptureStore(root) as s:
+        got = s.get(record.id)
+        assert got.state == "overridden" and got.reviewer == "dr-a"
+        assert [h["action"] for h in s.history(record.id)] == ["capture", "override", "recovered"]
+
+
+def test_a_capture_without_details_is_not_restored_as_sendable(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with CaptureStore(root) as s:
+        queued = s.add(smooth_image(seed=1), make_info())
+        SubmissionQueue(s, CountingTarget()).enqueue(queued.id)
+        s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    queued.image_path.with_suffix(".json").unlink()  # its sidecar is lost too
+    _corrupt(root)
+    with CaptureStore(root) as s:
+        assert s.get(queued.id).state == "captured"  # a reviewer looks before it can be sent
+
+
+def test_a_change_whose_journal_cannot_be_written_is_not_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import desktop_app.core.storage as storage
+
+    with CaptureStore(tmp_path / "store") as s:
+        record = s.add(smooth_image(), make_info(accepted=False, score=0.1))
+
+        def full(path: Path, entry: object) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(storage, "append_journal_lines", full)
+        with pytest.raises(StoreUnavailableError, match="I/O error"):
+            s.review(record.id, "override", "dr-a", "ok")
+        assert s.get(record.id).state == "rejected"  # rolled back: database and journal agree
+
+
+def test_a_deletion_interrupted_before_a_rebuild_is_completed_not_undone(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with CaptureStore(root) as s:
+        record = s.add(smooth_image(), make_info(accepted=False, score=0.1))
+        s.review(record.id, "confirm_reject", "dr-a", "blurry")
+        # delete()'s database part committed; the process died before the files were removed
+        with s._transaction() as conn:
+            s._audit(conn, record.id, "dr-a", "delete", "{}", journal="best_effort")
+            conn.execute("DELETE FROM captures WHERE id=?", (record.id,))
+        s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert record.image_path.exists()
+    _corrupt(root)
+    with CaptureStore(root) as s:
+        assert s.startup_report.deletions_completed == 1
+        assert s.list() == [] and not record.image_path.exists()
+        assert not record.image_path.with_suffix(".jsonl").exists()

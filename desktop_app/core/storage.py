@@ -5,12 +5,20 @@ Layout under the store root (``$SKIN_CAPTURE_HOME/captures`` or the platformdirs
     captures.sqlite3            SQLite, WAL, synchronous=FULL, schema version in user_version
     images/<YYYY-MM>/<id>.jpg   the photo (or .png for lossless hot-folder originals)
     images/<YYYY-MM>/<id>.json  capture-time sidecar (the CaptureInfo), used to rebuild a lost row
+    images/<YYYY-MM>/<id>.jsonl state journal: one line per audited change (review, queue,
+                                send attempt, submitted...) with the workflow state after it
 
 Write order in :meth:`CaptureStore.add`: image and sidecar are each written to a temporary file,
 fsynced, renamed into place and the directory fsynced; only then is the row inserted and
 committed. A crash at any point therefore leaves either nothing, or a complete image whose row is
 rebuilt from the sidecar at the next start (state ``captured``, with a warning), or the full
 capture. Files are ``0600`` and folders ``0700``.
+
+Every audited state change is also appended (fsynced) to the capture's state journal inside its
+database transaction, before the commit, so the journal is never behind the database. Only when
+the database itself is damaged and rebuilt does the journal matter: each capture then gets back
+its last journalled state (review decision, reviewer, reason, queue and submitted state, remote
+identifiers) and its audit trail, so a delivered capture is never sent again.
 """
 
 from __future__ import annotations
@@ -108,6 +116,24 @@ _EXIF_KEEP_SUB = frozenset(
     }
 )
 _ID_PATTERN = re.compile(r"^c\d{8}T\d{12}-[0-9a-f]{8}$")
+JOURNAL_SUFFIX = ".jsonl"
+# The workflow columns a state journal line records, with their types (restored on rebuild).
+_JOURNAL_FIELDS: dict[str, type] = {
+    "state": str,
+    "reviewer": str,
+    "reviewed_utc": str,
+    "review_action": str,
+    "review_reason": str,
+    "review_rating": int,
+    "submission_attempts": int,
+    "last_error": str,
+    "last_attempt_utc": str,
+    "next_attempt_utc": str,
+    "submitted_utc": str,
+    "remote_uid": str,
+}
+_NOT_NULL_JOURNAL_FIELDS = frozenset({"state", "submission_attempts"})
+_SENDABLE_STATES = frozenset({"accepted", "overridden", "queued"})
 
 
 class StorageError(RuntimeError):
@@ -304,6 +330,7 @@ class StartupReport:
     damaged_rows: list[DamagedRow] = field(default_factory=list)
     temp_files_removed: int = 0
     deletions_completed: int = 0  # files of deleted captures removed after an interrupted delete
+    restored: list[str] = field(default_factory=list)  # recovered with state from their journal
     database_rebuilt_from: Path | None = None  # damaged database file moved aside
 
     @property
@@ -449,6 +476,74 @@ def atomic_write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> N
         raise
     if sync_dir:
         fsync_dir(target.parent)
+
+
+def append_journal_lines(path: Path, entries: Iterable[Mapping[str, Any]]) -> None:
+    """Append JSON lines to a state journal and fsync it (and its folder when the journal is
+    new). Raises OSError."""
+    line = b"".join(
+        (json.dumps(entry, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        for entry in entries
+    )
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
+def read_journal(
+    path: Path,
+) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None]:
+    """(audit entries, workflow state after the last one) from a state journal; ([], None) if
+    there is none. Lines that do not parse (a torn last line after a crash) are skipped."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        logger.error("state journal %s unreadable: %s", path.name, exc.strerror)
+        return [], None
+    entries: builtins.list[dict[str, Any]] = []
+    state: dict[str, Any] | None = None
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+            clean = {k: _req_str(entry[k], k) for k in ("utc", "actor", "action", "detail")}
+            fields = entry.get("set")
+            if fields is not None:
+                state = _journal_state(fields)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("state journal %s: line %d skipped (%s)", path.name, number, exc)
+            continue
+        entries.append(clean)
+    return entries, state
+
+
+def _journal_state(fields: Any) -> dict[str, Any]:
+    """The workflow columns of one journal line, type-checked; raises ValueError."""
+    if not isinstance(fields, dict):
+        raise ValueError("state is not an object")
+    state: dict[str, Any] = {}
+    for name, kind in _JOURNAL_FIELDS.items():
+        value = fields.get(name)
+        if value is None and name not in _NOT_NULL_JOURNAL_FIELDS:
+            state[name] = None
+        elif kind is int:
+            state[name] = _req_int(value, name)
+        else:
+            state[name] = _req_str(value, name)
+    if state["state"] not in CAPTURE_STATES:
+        raise ValueError(f"unknown state {state['state']!r}")
+    return state
 
 
 def os_error_message(exc: OSError, what: str, where: Path) -> str:
@@ -905,20 +1000,29 @@ class CaptureStore:
                     report.deletions_completed += 1
                     continue
                 try:
-                    self._recover_orphan(image)
+                    outcome = self._recover_orphan(image)
+                except StoreUnavailableError:
+                    raise
                 except (StorageError, ValueError) as exc:
                     # e.g. disk full: the file stays, retried next start; one bad capture never
                     # stops the store from opening
                     logger.error("capture %s could not be recovered now: %s", capture_id, exc)
                     known[capture_id] = "unrecovered"
                     continue
+                if outcome == "deleted":
+                    report.deletions_completed += 1
+                    continue
                 report.recovered.append(capture_id)
-            for sidecar in self.images_dir.rglob("*.json"):
-                cid = sidecar.stem
-                if cid not in known and cid not in report.recovered and not _has_image(sidecar):
-                    # Sidecar without image: the image rename never happened (or was deleted).
-                    with contextlib.suppress(OSError):
-                        sidecar.unlink()
+                if outcome == "restored":
+                    report.restored.append(capture_id)
+            for pattern in ("*.json", f"*{JOURNAL_SUFFIX}"):
+                for sidecar in self.images_dir.rglob(pattern):
+                    cid = sidecar.stem
+                    if cid not in known and cid not in report.recovered and not _has_image(sidecar):
+                        # Sidecar or journal without image: the image rename never happened (or
+                        # the capture was deleted).
+                        with contextlib.suppress(OSError):
+                            sidecar.unlink()
         if not report.clean:
             logger.warning(
                 "capture store reconciliation: %d recovered, %d missing images, %d damaged rows%s",
@@ -937,8 +1041,17 @@ class CaptureStore:
             ):
                 yield p
 
-    def _recover_orphan(self, image: Path) -> None:
+    def _recover_orphan(self, image: Path) -> Literal["recovered", "restored", "deleted"]:
+        """Insert the row of an image that has none, from its sidecar; with a state journal
+        (the database was rebuilt) its workflow state and audit trail come back too."""
         capture_id = image.stem
+        history, restored = read_journal(image.with_suffix(JOURNAL_SUFFIX))
+        if history and history[-1]["action"] == "delete":
+            logger.warning(
+                "capture %s was deleted before the rebuild; removing its files", capture_id
+            )
+            self._remove_capture_files(image)
+            return "deleted"
         sidecar = image.with_suffix(".json")
         info: CaptureInfo | None = None
         created = _created_from_id(capture_id)
@@ -948,6 +1061,7 @@ class CaptureStore:
             created = str(raw.get("created_utc") or created)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("capture %s: sidecar unreadable (%s); details unknown", capture_id, exc)
+        source_unknown = info is None
         if info is None:
             info = CaptureInfo(
                 mode="staff",
@@ -966,6 +1080,30 @@ class CaptureStore:
             data = image.read_bytes()
         except OSError:
             data = b""
+        if restored is not None and source_unknown and restored["state"] in _SENDABLE_STATES:
+            # Without its details the capture must not be sent: a reviewer looks first.
+            restored = {**restored, "state": "captured"}
+        if restored is not None:
+            logger.warning(
+                "capture %s: image had no database row (database rebuilt); state %r and %d "
+                "audit entries restored from its state journal",
+                capture_id,
+                restored["state"],
+                len(history),
+            )
+            self._insert_row(
+                capture_id,
+                created,
+                image,
+                data,
+                info,
+                str(restored["state"]),
+                "recovered",
+                restored=restored,
+                history=history,
+                audit_detail="restored from the state journal",
+            )
+            return "restored"
         logger.warning(
             "capture %s: image %s had no database row (interrupted save); recovered as "
             "'captured' for review",
@@ -973,6 +1111,7 @@ class CaptureStore:
             image,
         )
         self._insert_row(capture_id, created, image, data, info, "captured", "recovered")
+        return "recovered"
 
     # ---- row mapping -----------------------------------------------------------------------
 
@@ -1062,6 +1201,14 @@ class CaptureStore:
             try:
                 with self._transaction() as conn:
                     return body(conn)
+            except OSError as exc:  # appending to a state journal (the change was rolled back)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    if use_reserve and attempt == 1 and self._release_reserve():
+                        continue
+                    raise DiskFullError(os_error_message(exc, what, self.root)) from exc
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO):
+                    raise store_unavailable(exc, self.root, what) from exc
+                raise StorageError(os_error_message(exc, what, self.root)) from exc
             except sqlite3.Error as exc:
                 if _is_disk_full(exc):
                     if use_reserve and attempt == 1 and self._release_reserve():
@@ -1118,12 +1265,56 @@ class CaptureStore:
         return True
 
     def _audit(
-        self, conn: sqlite3.Connection, capture_id: str, actor: str, action: str, detail: str
-    ) -> None:
+        self,
+        conn: sqlite3.Connection,
+        capture_id: str,
+        actor: str,
+        action: str,
+        detail: str,
+        journal: Literal["strict", "best_effort", "no"] = "strict",
+    ) -> dict[str, Any]:
+        """Record an audit entry and (unless ``journal="no"``) append it, with the row's
+        workflow state now, to the capture's state journal before the transaction commits.
+
+        A capture's journal is started at its first change after the capture itself, with
+        the audit trail so far. ``strict``: a failed append raises OSError (the transaction is
+        rolled back); ``best_effort``: it is logged, and no new journal is started."""
+        entry: dict[str, Any] = {
+            "utc": utc_now(),
+            "actor": actor,
+            "action": action,
+            "detail": detail,
+        }
         conn.execute(
             "INSERT INTO audit(utc, capture_id, actor, action, detail) VALUES (?,?,?,?,?)",
-            (utc_now(), capture_id, actor, action, detail),
+            (entry["utc"], capture_id, actor, action, detail),
         )
+        if journal == "no":
+            return entry
+        row = conn.execute(
+            f"SELECT image_relpath, {', '.join(_JOURNAL_FIELDS)} FROM captures WHERE id=?",
+            (capture_id,),
+        ).fetchone()
+        if row is None:
+            return entry
+        entry["set"] = {name: row[name] for name in _JOURNAL_FIELDS}
+        path = (self.root / str(row["image_relpath"])).with_suffix(JOURNAL_SUFFIX)
+        entries: builtins.list[dict[str, Any]] = [entry]
+        if not path.exists():
+            if journal == "best_effort":
+                return entry
+            earlier = conn.execute(
+                "SELECT utc, actor, action, detail FROM audit WHERE capture_id=? ORDER BY seq",
+                (capture_id,),
+            ).fetchall()
+            entries = [dict(r) for r in earlier[:-1]] + entries
+        try:
+            append_journal_lines(path, entries)
+        except OSError as exc:
+            if journal == "strict":
+                raise
+            logger.error("capture %s: state journal not written (%s)", capture_id, exc.strerror)
+        return entry
 
     def _insert_row(
         self,
@@ -1134,7 +1325,12 @@ class CaptureStore:
         info: CaptureInfo,
         state: str,
         audit_action: str,
+        restored: Mapping[str, Any] | None = None,
+        history: Iterable[Mapping[str, Any]] = (),
+        audit_detail: str | None = None,
     ) -> None:
+        """Insert a capture's row (and audit entry). ``restored`` (workflow columns) and
+        ``history`` (audit entries) come from a state journal when a capture is rebuilt."""
         from hashlib import sha256
 
         info = storable_info(info)
@@ -1168,7 +1364,26 @@ class CaptureStore:
                     sop,
                 ),
             )
-            self._audit(conn, capture_id, info.operator, audit_action, state)
+            if restored:
+                cols = ", ".join(f"{k}=?" for k in restored)
+                conn.execute(
+                    f"UPDATE captures SET {cols} WHERE id=?", (*restored.values(), capture_id)
+                )
+            for old in history:
+                conn.execute(
+                    "INSERT INTO audit(utc, capture_id, actor, action, detail) VALUES (?,?,?,?,?)",
+                    (old["utc"], capture_id, old["actor"], old["action"], old["detail"]),
+                )
+            # A new capture starts no journal (one that is never changed needs none; after a
+            # rebuild it is 'captured', for review). A restored one notes its restoration.
+            self._audit(
+                conn,
+                capture_id,
+                info.operator,
+                audit_action,
+                audit_detail or state,
+                journal="best_effort" if restored else "no",
+            )
 
         self._write(body, "The photo", use_reserve=False)
 
@@ -1217,7 +1432,11 @@ class CaptureStore:
         return self.get(capture_id)
 
     def _remove_capture_files(self, image_path: Path) -> None:
-        for p in (image_path, image_path.with_suffix(".json")):
+        for p in (
+            image_path,
+            image_path.with_suffix(".json"),
+            image_path.with_suffix(JOURNAL_SUFFIX),
+        ):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         with contextlib.suppress(OSError):
@@ -1394,7 +1613,7 @@ class CaptureStore:
                     "image_sha256": row["image_sha256"],
                 }
             )
-            self._audit(conn, capture_id, reviewer, "delete", detail)
+            self._audit(conn, capture_id, reviewer, "delete", detail, journal="best_effort")
             conn.execute("DELETE FROM captures WHERE id=?", (capture_id,))
             return str(row["image_relpath"])
 
