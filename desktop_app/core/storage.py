@@ -869,6 +869,8 @@ class CaptureStore:
             conn.execute("PRAGMA journal_size_limit=4194304")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
+            # for CaptureStore.add(dedupe=True); an index only (older versions ignore it)
+            conn.execute("CREATE INDEX IF NOT EXISTS captures_sha256 ON captures(image_sha256)")
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise _DatabaseCorrupt(f"quick_check: {check}")
@@ -1388,12 +1390,20 @@ class CaptureStore:
         self._write(body, "The photo", use_reserve=False)
 
     def add(
-        self, image_rgb: np.ndarray, info: CaptureInfo, encoded: bytes | None = None
+        self,
+        image_rgb: np.ndarray,
+        info: CaptureInfo,
+        encoded: bytes | None = None,
+        *,
+        dedupe: bool = False,
     ) -> CaptureRecord:
         """Persist a capture: image file first (atomic, durable), then its row.
 
         ``image_rgb``: uint8 ``[H, W, 3]`` RGB. ``encoded``: the original file's bytes (hot folder),
-        stored without recompression where possible, metadata stripped.
+        stored without recompression where possible, metadata stripped. ``dedupe``: if the store
+        already holds a capture with exactly these stored bytes (the same hot-folder file offered
+        again after a crash, also one recovered from an interrupted save), that capture is
+        returned and nothing new is stored.
         Raises :class:`StorageError` (nothing partial left behind) if it cannot be saved.
         """
         if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
@@ -1407,6 +1417,11 @@ class CaptureStore:
         capture_id = new_capture_id(now)
         created = now.isoformat(timespec="microseconds")
         data, suffix = prepare_image_bytes(np.ascontiguousarray(image_rgb), encoded)
+        if dedupe:
+            existing = self._find_by_sha256(data)
+            if existing is not None:
+                logger.info("photo already stored as capture %s; not stored twice", existing)
+                return self.get(existing)
         folder = self.images_dir / f"{now:%Y-%m}"
         image_path = folder / f"{capture_id}{suffix}"
         sidecar_path = folder / f"{capture_id}.json"
@@ -1430,6 +1445,17 @@ class CaptureStore:
             raise
         self._ensure_reserve()
         return self.get(capture_id)
+
+    def _find_by_sha256(self, data: bytes) -> str | None:
+        from hashlib import sha256
+
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute(
+                "SELECT id FROM captures WHERE image_sha256=? ORDER BY created_utc LIMIT 1",
+                (sha256(data).hexdigest(),),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def _remove_capture_files(self, image_path: Path) -> None:
         for p in (
