@@ -253,3 +253,11 @@ def test_links_and_pipes_are_skipped_and_reported_by_count_without_names(
     (folder / "Roe_Rita2.jpg").symlink_to(outside)
     _frames(source)
     assert problems[-1].startswith("Skipped 1 file that is not a regular file")
+
+
+def test_a_stored_photo_whose_file_is_gone_is_stored_again(store: CaptureStore) -> None:
+    data = encode(smooth_image(seed=27), "JPEG")
+    first = store.add(smooth_image(seed=27), make_info(), encoded=data, dedupe=True)
+    first.image_path.unlink()
+    again = store.add(smooth_image(seed=27), make_info(), encoded=data, dedupe=True)
+    assert again.id != first.id and again.image_path.is_file()

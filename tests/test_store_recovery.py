@@ -358,3 +358,16 @@ def test_a_deletion_interrupted_before_a_rebuild_is_completed_not_undone(tmp_pat
         assert s.startup_report.deletions_completed == 1
         assert s.list() == [] and not record.image_path.exists()
         assert not record.image_path.with_suffix(".jsonl").exists()
+
+
+def test_a_capture_whose_folder_is_gone_still_gets_its_problem_recorded(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "store"
+    with CaptureStore(root) as s:
+        record = s.add(smooth_image(), make_info())
+        SubmissionQueue(s, CountingTarget()).enqueue(record.id)  # it has a journal
+    shutil.rmtree(record.image_path.parent)  # the whole month folder (restored backup, say)
+    with CaptureStore(root) as s:
+        assert s.startup_report.missing_images == [record.id]
+        assert s.get(record.id).problem == "image file missing"

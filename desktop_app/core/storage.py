@@ -1302,6 +1302,10 @@ class CaptureStore:
         entry["set"] = {name: row[name] for name in _JOURNAL_FIELDS}
         path = (self.root / str(row["image_relpath"])).with_suffix(JOURNAL_SUFFIX)
         entries: builtins.list[dict[str, Any]] = [entry]
+        if not path.parent.is_dir():
+            # the capture's folder is gone (its image too): nothing a journal could restore,
+            # and recording the problem (or the failure of a send) must still work
+            return entry
         if not path.exists():
             if journal == "best_effort":
                 return entry
@@ -1451,11 +1455,14 @@ class CaptureStore:
 
         with self._lock:
             self._check_open()
-            row = self._conn.execute(
-                "SELECT id FROM captures WHERE image_sha256=? ORDER BY created_utc LIMIT 1",
+            rows = self._conn.execute(
+                "SELECT id, image_relpath FROM captures WHERE image_sha256=? ORDER BY created_utc",
                 (sha256(data).hexdigest(),),
-            ).fetchone()
-        return None if row is None else str(row[0])
+            ).fetchall()
+        for row in rows:  # one whose photo file is gone does not count: store it again
+            if (self.root / str(row["image_relpath"])).is_file():
+                return str(row["id"])
+        return None
 
     def _remove_capture_files(self, image_path: Path) -> None:
         for p in (
