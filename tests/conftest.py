@@ -13,6 +13,8 @@ import keyring.backends.fail
 import keyring.errors
 import pytest
 
+from desktop_app.core.storage import CaptureStore
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -91,3 +93,11 @@ def memory_keyring(no_system_keyring: None) -> MemoryKeyring:
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
     return backend
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CaptureStore]:
+    """A fresh capture store under ``tmp_path / "store"``, closed after the test."""
+    s = CaptureStore(tmp_path / "store")
+    yield s
+    s.close()

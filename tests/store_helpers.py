@@ -49,15 +49,19 @@ def encode(image: np.ndarray, fmt: str, **kwargs: Any) -> bytes:
 
 
 CRASH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "crash_test.py"
+HOTFOLDER_CRASH_SCRIPT = CRASH_SCRIPT.with_name("hotfolder_crash_test.py")
 
 
-def run_crash_script(workdir: Path, *args: str, timeout_s: float) -> tuple[dict[str, Any], int]:
-    """Run scripts/crash_test.py with ``args``; return its JSON report's totals and exit code."""
+def run_crash_script(
+    workdir: Path, *args: str, timeout_s: float, script: Path = CRASH_SCRIPT
+) -> tuple[dict[str, Any], int]:
+    """Run scripts/crash_test.py (or ``script``) with ``args``; return its JSON report's totals
+    and exit code."""
     report = workdir / "report.json"
     proc = subprocess.run(
         [
             sys.executable,
-            str(CRASH_SCRIPT),
+            str(script),
             *args,
             "--workdir",
             str(workdir / "work"),

@@ -346,6 +346,10 @@ def test_hot_folder_file_is_evaluated_as_capture(
     assert window.outcome is not None
     assert window.outcome.source == f"hotfolder:{tether}/DSC_0001.JPG"
     assert window.outcome.judgement.accepted and window.submit_button.isEnabled()
+    # stored, so marked done: a restart does not offer it again (core.hotfolder's saved state)
+    from desktop_app.core.hotfolder import HotFolderWatcher
+
+    assert HotFolderWatcher(tether, settle_s=0).poll() == []
     (tether / "DSC_0002.JPG").write_bytes(b"truncated")
     qtbot.waitUntil(lambda: "DSC_0002.JPG" in window.verdict_label.text(), timeout=WAIT_MS)
 

@@ -26,11 +26,6 @@ def engine(test_model_path: Path) -> QualityEngine:
     return QualityEngine(test_model_path, providers="cpu", intra_op_threads=1)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CaptureStore:
-    return CaptureStore(tmp_path / "store")
-
-
 def test_sharp_still_is_accepted_and_stored(engine: QualityEngine, store: CaptureStore) -> None:
     outcome = process_capture(engine, store, sharp_image(), "RGB", CONTEXT, "camera:0")
     assert outcome.judgement.accepted and outcome.can_submit

@@ -1,4 +1,5 @@
-"""The crash test: 50 SIGKILLs of the capture-and-submit process, nothing lost or duplicated."""
+"""The crash tests: 50 SIGKILLs of the capture-and-submit process, nothing lost or duplicated;
+SIGKILLs of the hot-folder import while photos arrive, every file imported exactly once."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from store_helpers import run_crash_script
+from store_helpers import HOTFOLDER_CRASH_SCRIPT, run_crash_script
 
 
 @pytest.mark.slow
@@ -58,3 +59,23 @@ def test_a_capture_killed_mid_delete_counts_as_deleted_not_lost(
     totals = crash.Totals()  # without the DELETING line the same state is a lost capture
     crash.verify(root, {kept, gone}, set(), set(), set(), deliveries, totals)
     assert totals.captures_lost == 1
+
+
+def test_hot_folder_import_killed_while_photos_arrive_skips_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """A few kills of the app's hot-folder ingest path (scripts/hotfolder_crash_test.py; run it
+    with ``--kills 25`` or more for the full figures)."""
+    totals, returncode = run_crash_script(
+        tmp_path,
+        "--kills", "5", "--seed", "11", "--width", "320", "--height", "240",
+        "--min-delay", "0.5", "--max-delay", "1.0",
+        timeout_s=90,
+        script=HOTFOLDER_CRASH_SCRIPT,
+    )  # fmt: skip
+    assert totals["kills"] == 5
+    assert totals["files_written"] >= 5  # photos did arrive while it was being killed
+    assert totals["never_imported"] == 0
+    assert totals["duplicates"] == 0
+    assert totals["inconsistencies"] == 0, totals["problems"][:5]
+    assert returncode == 0

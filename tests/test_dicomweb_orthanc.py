@@ -40,13 +40,6 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
     server.stop()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[CaptureStore]:
-    s = CaptureStore(tmp_path / "store")
-    yield s
-    s.close()
-
-
 def _wado_instance(server: OrthancServer, study: str, series: str, sop: str) -> bytes:
     """WADO-RS retrieve of one instance as application/dicom; returns the Part 10 bytes."""
     import requests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from store_helpers import encode, make_info, smooth_image
 
+from desktop_app.core.capture import CaptureContext, CaptureOutcome, process_capture
+from desktop_app.core.frame_sources import Frame, HotFolderSource
 from desktop_app.core.hotfolder import HotFolderWatcher
 from desktop_app.core.storage import CaptureStore
 
@@ -140,3 +143,121 @@ def test_manual_acknowledge_offers_unsaved_files_again_after_a_crash(folder: Pat
     watcher.acknowledge(events["a.jpg"])  # a.jpg was saved; the app dies before saving b.jpg
     restarted = HotFolderWatcher(folder, settle_s=0, state_path=state, auto_acknowledge=False)
     assert [e.path.name for e in restarted.poll()] == ["b.jpg"]
+
+
+# ---- the app's hot-folder source: a file is done only once it is stored -----------------------
+
+
+def _source(folder: Path, problems: list[str] | None = None) -> HotFolderSource:
+    source = HotFolderSource(
+        folder,
+        poll_interval_s=0.001,
+        settle_s=0.0,
+        state_path=folder.parent / "seen.json",
+        on_problem=(problems.append if problems is not None else None),
+    )
+    source.open()
+    return source
+
+
+def _frames(source: HotFolderSource, polls: int = 3) -> list[Frame]:
+    frames = []
+    for _ in range(polls):
+        frame = source.read()
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def _ingest(store: CaptureStore, frame: Frame, acknowledge: bool) -> CaptureOutcome:
+    context = CaptureContext("staff", "nurse-a", "P-1", "left forearm", "")
+    return process_capture(
+        None,
+        store,
+        frame.image,
+        frame.colour_order,
+        context,
+        f"hotfolder:/tether/{frame.label}",
+        frame.encoded,
+        on_stored=frame.on_stored if acknowledge else None,
+    )
+
+
+def test_a_file_read_but_not_stored_before_a_crash_is_offered_again(folder: Path) -> None:
+    (folder / "IMG_1.jpg").write_bytes(encode(smooth_image(seed=20), "JPEG"))
+    (frame,) = _frames(_source(folder))
+    assert frame.label == "IMG_1.jpg" and frame.on_stored is not None
+    # the app dies before the photo is stored: after the restart the file comes again
+    assert [f.label for f in _frames(_source(folder))] == ["IMG_1.jpg"]
+
+
+def test_a_file_stored_but_not_marked_done_is_offered_again_and_not_stored_twice(
+    folder: Path, store: CaptureStore
+) -> None:
+    (folder / "IMG_1.jpg").write_bytes(encode(smooth_image(seed=21), "JPEG"))
+    (folder / "IMG_2.png").write_bytes(encode(smooth_image(seed=22), "PNG"))
+    first = {f.label: f for f in _frames(_source(folder))}
+    assert sorted(first) == ["IMG_1.jpg", "IMG_2.png"]
+    stored = _ingest(store, first["IMG_1.jpg"], acknowledge=False).record  # killed before ack
+    assert stored is not None
+    again = {f.label: f for f in _frames(_source(folder))}
+    assert sorted(again) == ["IMG_1.jpg", "IMG_2.png"]  # nothing skipped
+    outcomes = {name: _ingest(store, f, acknowledge=True) for name, f in again.items()}
+    record = outcomes["IMG_1.jpg"].record
+    assert record is not None and record.id == stored.id  # the same capture, not a second one
+    assert len(store.list()) == 2
+    assert _frames(_source(folder)) == []  # both done now
+
+
+def test_a_photo_recovered_from_an_interrupted_save_is_not_stored_twice(tmp_path: Path) -> None:
+    data = encode(smooth_image(seed=23), "JPEG")
+    with CaptureStore(tmp_path / "store") as s:
+        record = s.add(smooth_image(seed=23), make_info(), encoded=data, dedupe=True)
+        s._conn.execute("DELETE FROM captures")  # killed before the row was committed
+    with CaptureStore(tmp_path / "store") as s:
+        assert s.startup_report.recovered == [record.id]
+        again = s.add(smooth_image(seed=23), make_info(), encoded=data, dedupe=True)
+        assert again.id == record.id and len(s.list()) == 1
+
+
+def test_camera_captures_are_never_deduplicated(store: CaptureStore) -> None:
+    image = smooth_image(seed=24)
+    a = store.add(image, make_info())
+    b = store.add(image, make_info())  # the same pixels twice (a still scene): two captures
+    assert a.id != b.id and len(store.list()) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_links_and_pipes_are_skipped_and_reported_by_count_without_names(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (folder / "Smith_John.jpg").write_bytes(encode(smooth_image(seed=25), "JPEG"))
+    outside = tmp_path / "Doe_Jane.jpg"
+    outside.write_bytes(encode(smooth_image(seed=26), "JPEG"))
+    (folder / "Doe_Jane_link.jpg").symlink_to(outside)
+    os.mkfifo(folder / "Roe_Rita.jpg")
+    problems: list[str] = []
+    with caplog.at_level(logging.INFO):
+        source = _source(folder, problems)
+        frames = _frames(source)
+    assert [f.label for f in frames] == ["Smith_John.jpg"]
+    assert problems == [
+        "Skipped 2 files that are not a regular file (a link, pipe or device) in the hot "
+        "folder: copy the photo itself into the folder to import it."
+    ]
+    assert source._watcher is not None and source._watcher.skipped_message == problems[0]
+    assert "2 new entries" in caplog.text
+    for name in ("Smith", "Doe", "Roe"):
+        assert name not in caplog.text
+    assert _frames(source) == [] and len(problems) == 1  # reported once, not at every poll
+    (folder / "Roe_Rita2.jpg").symlink_to(outside)
+    _frames(source)
+    assert problems[-1].startswith("Skipped 1 file that is not a regular file")
+
+
+def test_a_stored_photo_whose_file_is_gone_is_stored_again(store: CaptureStore) -> None:
+    data = encode(smooth_image(seed=27), "JPEG")
+    first = store.add(smooth_image(seed=27), make_info(), encoded=data, dedupe=True)
+    first.image_path.unlink()
+    again = store.add(smooth_image(seed=27), make_info(), encoded=data, dedupe=True)
+    assert again.id != first.id and again.image_path.is_file()

@@ -30,13 +30,6 @@ from desktop_app.core.storage import (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CaptureStore:
-    s = CaptureStore(tmp_path / "store")
-    yield s
-    s.close()
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

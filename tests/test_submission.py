@@ -35,13 +35,6 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CaptureStore:
-    s = CaptureStore(tmp_path / "store")
-    yield s
-    s.close()
-
-
 def test_outbox_delivery_marks_submitted_and_writes_sidecar(
     store: CaptureStore, tmp_path: Path
 ) -> None:

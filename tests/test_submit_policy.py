@@ -25,13 +25,6 @@ from desktop_app.core.submit_policy import (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CaptureStore:
-    s = CaptureStore(tmp_path / "store")
-    yield s
-    s.close()
-
-
 def test_practice_sources() -> None:
     assert is_practice_source("demo")
     assert is_practice_source("replay:/videos/lesion.mp4")

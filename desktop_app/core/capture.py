@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,9 +75,15 @@ def process_capture(
     source: str,
     encoded: bytes | None = None,
     unscored_reason: str = "No quality model: this photo was not checked.",
+    on_stored: Callable[[], None] | None = None,
 ) -> CaptureOutcome:
     """Score ``image`` (uint8 ``[H, W, 3]`` in ``colour_order``) on the capture grid, judge it and
-    store it. Never raises for a bad image, a failing model or a failing disk."""
+    store it. Never raises for a bad image, a failing model or a failing disk.
+
+    ``encoded`` (a file's original bytes, from the hot folder): a photo the store already holds
+    (the same file offered again after a crash) is not stored twice; the outcome carries the
+    existing record. ``on_stored`` is called once the photo is durably stored (the hot folder
+    then marks the file done), not when storing failed."""
     rgb = image if colour_order == "RGB" else np.ascontiguousarray(image[:, :, ::-1])
     result: QualityResult | None = None
     if engine is not None:
@@ -111,8 +118,13 @@ def process_capture(
         store_error = "The capture store is not available; this photo is not saved."
     else:
         try:
-            record = store.add(rgb, info, encoded)
+            record = store.add(rgb, info, encoded, dedupe=encoded is not None)
         except (StorageError, ValueError) as exc:
             store_error = str(exc)
             logger.error("capture not stored: %s", exc)
+    if record is not None and on_stored is not None:
+        try:
+            on_stored()
+        except Exception:  # marking the file done failed: it is offered again, deduplicated
+            logger.exception("acknowledging the stored capture failed")
     return CaptureOutcome(rgb, result, judgement, record, store_error, source, context)

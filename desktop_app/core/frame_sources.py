@@ -10,6 +10,7 @@ automatic re-open attempts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -69,6 +70,9 @@ class Frame:
     is_capture: bool = False
     encoded: bytes | None = None
     label: str = ""
+    #: For a capture: call once it is durably stored (a hot-folder file is then marked done;
+    #: until then a restart offers it again). Any thread.
+    on_stored: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -410,9 +414,12 @@ class HotFolderSource:
     """A tethered camera: its vendor software writes each shot into ``folder``.
 
     Every new file becomes a :class:`Frame` with ``is_capture=True`` (evaluated as a capture, not
-    a live frame) carrying the file's original bytes. Files that cannot be read are reported
-    through ``on_problem`` (they stay in the folder; nothing is deleted). A folder that vanishes
-    (network share dropped, card removed) raises :class:`SourceLostError`.
+    a live frame) carrying the file's original bytes. A file counts as done only when the
+    frame's ``on_stored`` is called (after ``CaptureStore.add`` returned): a crash before that
+    offers it again at the next start, never skips it. Files that cannot be read, and entries
+    that are not regular files, are reported through ``on_problem`` (they stay in the folder;
+    nothing is deleted). A folder that vanishes (network share dropped, card removed) raises
+    :class:`SourceLostError`.
     """
 
     kind: SourceKind = "hotfolder"
@@ -448,7 +455,9 @@ class HotFolderSource:
                 f"The hot folder {self.folder} does not exist. Check the tether software's "
                 "download folder (and that the drive or share is connected)."
             )
-        self._watcher = HotFolderWatcher(self.folder, self.settle_s, self.state_path)
+        self._watcher = HotFolderWatcher(
+            self.folder, self.settle_s, self.state_path, auto_acknowledge=False
+        )
         self._ready.clear()
 
     def read(self) -> Frame | None:
@@ -459,7 +468,8 @@ class HotFolderSource:
         self._pacer.wait()
         if not self.folder.is_dir():
             raise SourceLostError(f"The hot folder {self.folder} is no longer reachable.")
-        for event in self._watcher.poll():
+        watcher = self._watcher
+        for event in watcher.poll():
             if event.ok and event.image_rgb is not None:
                 self._count += 1
                 image = event.image_rgb
@@ -474,6 +484,7 @@ class HotFolderSource:
                         is_capture=True,
                         encoded=event.encoded,
                         label=event.path.name,
+                        on_stored=functools.partial(watcher.acknowledge, event),
                     )
                 )
             elif event.error:

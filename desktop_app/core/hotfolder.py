@@ -8,6 +8,12 @@ report them again; a file replaced by a different one (new size or time) is repo
 By default a file counts as done once ``poll`` returned it. With ``auto_acknowledge=False`` it
 is only persisted as done when the caller calls :meth:`HotFolderWatcher.acknowledge` (after
 ``CaptureStore.add`` returned), so a crash in between offers the file again after the restart.
+The app's :class:`~desktop_app.core.frame_sources.HotFolderSource` works that way (a file is
+re-imported after a crash, never skipped; the store recognises the same photo and does not keep
+it twice).
+
+Entries that are not regular files (symbolic links, named pipes, sockets, devices) are never
+read; ``poll`` reports them once, by count (names are not logged: they may name a patient).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import hashlib
 import json
 import logging
 import os
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +83,11 @@ class HotFolderWatcher:
         self._offered: dict[str, tuple[int, int]] = {}  # returned, not yet acknowledged
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._folder_problem_reported = False
+        self._not_regular: set[str] = set()  # names already reported as not regular files
+        #: The last "Skipped N files that are not regular files" message ("" if none).
+        self.skipped_message = ""
+        # poll() runs in the reading thread, acknowledge() where the capture was stored
+        self._lock = threading.RLock()
 
     # ---- persistence -------------------------------------------------------------------------
 
@@ -105,23 +118,27 @@ class HotFolderWatcher:
     def forget(self, path: Path) -> None:
         """Report this file again at the next poll (e.g. after a failed save)."""
         name = Path(path).name
-        self._offered.pop(name, None)
-        if self._seen.pop(name, None) is not None:
-            self._save_seen()
+        with self._lock:
+            self._offered.pop(name, None)
+            if self._seen.pop(name, None) is not None:
+                self._save_seen()
 
     def acknowledge(self, event: HotFolderEvent) -> None:
-        """Persist that this event's file is done (needed only with ``auto_acknowledge=False``)."""
-        signature = self._offered.pop(event.path.name, None)
-        if signature is not None:
-            self._seen[event.path.name] = signature
-            self._save_seen()
+        """Persist that this event's file is done (needed only with ``auto_acknowledge=False``).
+        Thread-safe: may be called from another thread than :meth:`poll`."""
+        with self._lock:
+            signature = self._offered.pop(event.path.name, None)
+            if signature is not None:
+                self._seen[event.path.name] = signature
+                self._save_seen()
 
     # ---- polling -----------------------------------------------------------------------------
 
     def poll(self) -> list[HotFolderEvent]:
         """New, size-stable files since the last poll, each reported once."""
         try:
-            return self._poll()
+            with self._lock:
+                return self._poll()
         except Exception as exc:  # the watcher must never take the app down
             logger.exception("hot folder poll failed")
             return [HotFolderEvent(self.folder, error=f"Reading the hot folder failed: {exc}")]
@@ -139,15 +156,18 @@ class HotFolderWatcher:
         now = time.monotonic()
         events: list[HotFolderEvent] = []
         present: set[str] = set()
+        not_regular: set[str] = set()
         for entry in sorted(entries, key=lambda e: e.name):
             name = entry.name
             if _ignored(name):
                 continue
             try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
                 st = entry.stat(follow_symlinks=False)
             except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                if not stat.S_ISDIR(st.st_mode):  # a link, pipe, socket or device: never read
+                    not_regular.add(name)
                 continue
             present.add(name)
             signature = (int(st.st_size), int(st.st_mtime_ns))
@@ -172,6 +192,18 @@ class HotFolderWatcher:
             self._pending.pop(name, None)
         for gone in set(self._pending) - present:
             del self._pending[gone]
+        new_not_regular = not_regular - self._not_regular
+        self._not_regular = not_regular
+        if new_not_regular:
+            self.skipped_message = _skipped_message(len(new_not_regular))
+            logger.warning(
+                "hot folder: %d new entr%s that %s not a regular file (link, pipe or device) "
+                "skipped",
+                len(new_not_regular),
+                "y" if len(new_not_regular) == 1 else "ies",
+                "is" if len(new_not_regular) == 1 else "are",
+            )
+            events.append(HotFolderEvent(self.folder, error=self.skipped_message))
         if events and self.auto_acknowledge:
             self._save_seen()
         return events
@@ -198,6 +230,14 @@ class HotFolderWatcher:
         except ImageLoadError as exc:
             return HotFolderEvent(path, error=str(exc))
         return HotFolderEvent(path, image_rgb=image, encoded=data)
+
+
+def _skipped_message(count: int) -> str:
+    files = "1 file that is" if count == 1 else f"{count} files that are"
+    return (
+        f"Skipped {files} not a regular file (a link, pipe or device) in the hot folder: "
+        "copy the photo itself into the folder to import it."
+    )
 
 
 def _ignored(name: str) -> bool:

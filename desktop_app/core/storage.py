@@ -5,12 +5,20 @@ Layout under the store root (``$SKIN_CAPTURE_HOME/captures`` or the platformdirs
     captures.sqlite3            SQLite, WAL, synchronous=FULL, schema version in user_version
     images/<YYYY-MM>/<id>.jpg   the photo (or .png for lossless hot-folder originals)
     images/<YYYY-MM>/<id>.json  capture-time sidecar (the CaptureInfo), used to rebuild a lost row
+    images/<YYYY-MM>/<id>.jsonl state journal: one line per audited change (review, queue,
+                                send attempt, submitted...) with the workflow state after it
 
 Write order in :meth:`CaptureStore.add`: image and sidecar are each written to a temporary file,
 fsynced, renamed into place and the directory fsynced; only then is the row inserted and
 committed. A crash at any point therefore leaves either nothing, or a complete image whose row is
 rebuilt from the sidecar at the next start (state ``captured``, with a warning), or the full
 capture. Files are ``0600`` and folders ``0700``.
+
+Every audited state change is also appended (fsynced) to the capture's state journal inside its
+database transaction, before the commit, so the journal is never behind the database. Only when
+the database itself is damaged and rebuilt does the journal matter: each capture then gets back
+its last journalled state (review decision, reviewer, reason, queue and submitted state, remote
+identifiers) and its audit trail, so a delivered capture is never sent again.
 """
 
 from __future__ import annotations
@@ -108,6 +116,24 @@ _EXIF_KEEP_SUB = frozenset(
     }
 )
 _ID_PATTERN = re.compile(r"^c\d{8}T\d{12}-[0-9a-f]{8}$")
+JOURNAL_SUFFIX = ".jsonl"
+# The workflow columns a state journal line records, with their types (restored on rebuild).
+_JOURNAL_FIELDS: dict[str, type] = {
+    "state": str,
+    "reviewer": str,
+    "reviewed_utc": str,
+    "review_action": str,
+    "review_reason": str,
+    "review_rating": int,
+    "submission_attempts": int,
+    "last_error": str,
+    "last_attempt_utc": str,
+    "next_attempt_utc": str,
+    "submitted_utc": str,
+    "remote_uid": str,
+}
+_NOT_NULL_JOURNAL_FIELDS = frozenset({"state", "submission_attempts"})
+_SENDABLE_STATES = frozenset({"accepted", "overridden", "queued"})
 
 
 class StorageError(RuntimeError):
@@ -116,6 +142,102 @@ class StorageError(RuntimeError):
 
 class DiskFullError(StorageError):
     """The disk is full (and the space reserve, where allowed, did not help)."""
+
+
+StoreUnavailableReason = Literal["locked", "read_only", "io_error", "unavailable"]
+
+
+class StoreUnavailableError(StorageError):
+    """The capture database is not damaged but cannot be used now: another program holds it
+    locked, the folder is read-only, or the disk reported an I/O error. Nothing was changed (in
+    particular the database was not rebuilt); trying again once the cause is gone is safe.
+
+    ``reason`` is ``locked`` | ``read_only`` | ``io_error`` | ``unavailable``.
+    """
+
+    def __init__(self, message: str, reason: StoreUnavailableReason) -> None:
+        super().__init__(message)
+        self.reason: StoreUnavailableReason = reason
+
+
+class _DatabaseCorrupt(sqlite3.DatabaseError):
+    """The integrity check failed (raised by the store itself; real corruption)."""
+
+
+# SQLite primary result codes (extended codes carry these in their low byte).
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_database_corruption(exc: BaseException) -> bool:
+    """True only for real damage to the database file: "database disk image is malformed",
+    "file is not a database", or a failed integrity check. Locks, read-only folders and I/O
+    errors are not corruption (a rebuild would throw away a healthy database's workflow state)."""
+    if isinstance(exc, _DatabaseCorrupt):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def store_unavailable(
+    exc: BaseException, root: Path, what: str | None = None
+) -> StoreUnavailableError:
+    """A plain-language :class:`StoreUnavailableError` for a SQLite or OS error that is not
+    corruption (the caller may try again later). ``what`` names the change that failed, if
+    any ("The review")."""
+    code = _sqlite_code(exc)
+    text = str(exc).lower()
+    errno_ = getattr(exc, "errno", None)
+    reason: StoreUnavailableReason
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
+        reason = "locked"
+        body = (
+            f"The capture database in {root} is in use by another program (it stayed locked). "
+            "Close any other program that has it open (a database viewer, a backup or sync "
+            "tool, another copy of this app), then try again."
+        )
+    elif (
+        code in (_SQLITE_READONLY, _SQLITE_PERM)
+        or "readonly" in text
+        or "read-only" in text
+        or errno_ in (errno.EACCES, errno.EPERM, errno.EROFS)
+    ):
+        reason = "read_only"
+        body = (
+            f"The capture folder is read-only: {root}. Ask IT to make it writable for this user "
+            "(or choose another data folder), then try again."
+        )
+    elif code == _SQLITE_IOERR or "i/o error" in text or errno_ == errno.EIO:
+        reason = "io_error"
+        body = (
+            f"The capture database in {root} could not be read or written (the disk reported an "
+            "I/O error). Check that the drive or network share is connected and working, then "
+            "try again; if it keeps happening, please call IT."
+        )
+    else:
+        reason = "unavailable"
+        body = (
+            f"The capture database in {root} cannot be used right now ({exc}). Try again; if it "
+            "keeps happening, please call IT."
+        )
+    prefix = f"{what} could not be saved. " if what else ""
+    return StoreUnavailableError(f"{prefix}{body} Nothing was changed.", reason)
 
 
 @dataclass(frozen=True)
@@ -208,6 +330,7 @@ class StartupReport:
     damaged_rows: list[DamagedRow] = field(default_factory=list)
     temp_files_removed: int = 0
     deletions_completed: int = 0  # files of deleted captures removed after an interrupted delete
+    restored: list[str] = field(default_factory=list)  # recovered with state from their journal
     database_rebuilt_from: Path | None = None  # damaged database file moved aside
 
     @property
@@ -353,6 +476,74 @@ def atomic_write_bytes(target: Path, data: bytes, *, sync_dir: bool = True) -> N
         raise
     if sync_dir:
         fsync_dir(target.parent)
+
+
+def append_journal_lines(path: Path, entries: Iterable[Mapping[str, Any]]) -> None:
+    """Append JSON lines to a state journal and fsync it (and its folder when the journal is
+    new). Raises OSError."""
+    line = b"".join(
+        (json.dumps(entry, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        for entry in entries
+    )
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
+def read_journal(
+    path: Path,
+) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None]:
+    """(audit entries, workflow state after the last one) from a state journal; ([], None) if
+    there is none. Lines that do not parse (a torn last line after a crash) are skipped."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        logger.error("state journal %s unreadable: %s", path.name, exc.strerror)
+        return [], None
+    entries: builtins.list[dict[str, Any]] = []
+    state: dict[str, Any] | None = None
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+            clean = {k: _req_str(entry[k], k) for k in ("utc", "actor", "action", "detail")}
+            fields = entry.get("set")
+            if fields is not None:
+                state = _journal_state(fields)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("state journal %s: line %d skipped (%s)", path.name, number, exc)
+            continue
+        entries.append(clean)
+    return entries, state
+
+
+def _journal_state(fields: Any) -> dict[str, Any]:
+    """The workflow columns of one journal line, type-checked; raises ValueError."""
+    if not isinstance(fields, dict):
+        raise ValueError("state is not an object")
+    state: dict[str, Any] = {}
+    for name, kind in _JOURNAL_FIELDS.items():
+        value = fields.get(name)
+        if value is None and name not in _NOT_NULL_JOURNAL_FIELDS:
+            state[name] = None
+        elif kind is int:
+            state[name] = _req_int(value, name)
+        else:
+            state[name] = _req_str(value, name)
+    if state["state"] not in CAPTURE_STATES:
+        raise ValueError(f"unknown state {state['state']!r}")
+    return state
 
 
 def os_error_message(exc: OSError, what: str, where: Path) -> str:
@@ -605,6 +796,9 @@ class CaptureStore:
     """
 
     reserve_bytes: int = 2 * 1024 * 1024
+    #: How long a statement waits for another program's lock before giving up (SQLite busy
+    #: timeout); then :class:`StoreUnavailableError` ("in use by another program").
+    busy_timeout_s: float = 30.0
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
@@ -618,32 +812,75 @@ class CaptureStore:
         except OSError as exc:
             raise StorageError(os_error_message(exc, "The capture folder", self.root)) from exc
         self.startup_report = StartupReport()
+        self._check_writable()
         self._conn = self._open_database()
-        self._reconcile()
+        try:
+            self._reconcile()
+        except sqlite3.Error as exc:  # damage found while reading the rows
+            self._conn.close()
+            if not is_database_corruption(exc) or self.startup_report.database_rebuilt_from:
+                raise self._open_error(exc) from exc
+            self._conn = self._rebuild(exc)
+            self._reconcile()
         self._ensure_reserve()
 
     # ---- database opening, schema, reconciliation -----------------------------------------
+
+    def _check_writable(self) -> None:
+        """Raise :class:`StoreUnavailableError` (``read_only``) if no file can be created in the
+        store folder: a read-only folder is a setup problem, never a damaged database."""
+        probe = self.root / f"{TEMP_PREFIX}write-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(probe)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO):
+                logger.error("capture folder %s is not writable: %s", self.root, exc.strerror)
+                raise store_unavailable(exc, self.root) from exc
+            raise StorageError(os_error_message(exc, "The capture database", self.root)) from exc
+
+    def _sqlite_connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.db_path,
+            timeout=self.busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if not self.db_path.exists():
             fd = os.open(self.db_path, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
         os.chmod(self.db_path, 0o600)
-        conn = sqlite3.connect(
-            self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        conn = self._sqlite_connect()
         try:
             conn.row_factory = sqlite3.Row
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise sqlite3.DatabaseError(f"journal mode is {mode}, WAL not available")
+                raise StoreUnavailableError(
+                    f"The capture database in {self.root} cannot use its safe write mode "
+                    f"(journal mode {mode}, WAL not available; is the folder on a network "
+                    "drive?). Choose a local data folder, or call IT. Nothing was changed.",
+                    "unavailable",
+                )
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA journal_size_limit=4194304")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
+            # for CaptureStore.add(dedupe=True); an index only (older versions ignore it)
+            conn.execute("CREATE INDEX IF NOT EXISTS captures_sha256 ON captures(image_sha256)")
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
+                raise _DatabaseCorrupt(f"quick_check: {check}")
+            # A write probe (rolled back): a database SQLite could only open read-only fails
+            # here, at start-up, with a clear message instead of at the first capture.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            finally:
+                conn.execute("ROLLBACK")
         except BaseException:
             conn.close()
             raise
@@ -654,36 +891,55 @@ class CaptureStore:
             return self._connect()
         except StorageError:
             raise
-        except sqlite3.DatabaseError as exc:
-            if _is_disk_full(exc):
-                raise StorageError(
-                    f"The disk is full: the capture database in {self.root} cannot be opened."
-                    " Free some disk space, then restart."
-                ) from exc
-            # The file itself is damaged: keep it for IT, rebuild from images + sidecars.
-            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            logger.error(
-                "capture database %s is damaged (%s); moved to %s and rebuilt from the image files",
-                self.db_path,
-                exc,
-                aside,
-            )
-            try:
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(str(self.db_path) + suffix)
-                    if src.exists():
-                        os.replace(src, Path(str(aside) + suffix))
-                fsync_dir(self.root)
-                conn = self._connect()
-            except (OSError, sqlite3.Error) as exc2:
-                raise StorageError(
-                    f"The capture database in {self.root} is damaged and could not be rebuilt"
-                    f" ({exc2}). The photos are safe in {self.images_dir}. Please call IT."
-                ) from exc2
-            self.startup_report.database_rebuilt_from = aside
-            return conn
+        except sqlite3.Error as exc:
+            if not is_database_corruption(exc):
+                raise self._open_error(exc) from exc
+            return self._rebuild(exc)
         except OSError as exc:
-            raise StorageError(os_error_message(exc, "The capture database", self.root)) from exc
+            raise self._open_error(exc) from exc
+
+    def _open_error(self, exc: BaseException) -> StorageError:
+        """The exception for a database that cannot be opened but is not damaged."""
+        if _is_disk_full(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return StorageError(
+                f"The disk is full: the capture database in {self.root} cannot be opened."
+                " Free some disk space, then restart."
+            )
+        if isinstance(exc, OSError) and exc.errno not in (
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+            errno.EIO,
+        ):
+            return StorageError(os_error_message(exc, "The capture database", self.root))
+        error = store_unavailable(exc, self.root)
+        logger.error("capture database unavailable (%s): %s", error.reason, exc)
+        return error
+
+    def _rebuild(self, exc: BaseException) -> sqlite3.Connection:
+        """Set the damaged database aside (kept for IT) and start a new one, which
+        reconciliation then fills from the image files, sidecars and state journals."""
+        aside = self.db_path.with_name(f"{DB_NAME}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        logger.error(
+            "capture database %s is damaged (%s); moved to %s and rebuilt from the image files",
+            self.db_path,
+            exc,
+            aside,
+        )
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.db_path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            fsync_dir(self.root)
+            conn = self._connect()
+        except (OSError, sqlite3.Error) as exc2:
+            raise StorageError(
+                f"The capture database in {self.root} is damaged and could not be rebuilt"
+                f" ({exc2}). The photos are safe in {self.images_dir}. Please call IT."
+            ) from exc2
+        self.startup_report.database_rebuilt_from = aside
+        return conn
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -746,20 +1002,29 @@ class CaptureStore:
                     report.deletions_completed += 1
                     continue
                 try:
-                    self._recover_orphan(image)
+                    outcome = self._recover_orphan(image)
+                except StoreUnavailableError:
+                    raise
                 except (StorageError, ValueError) as exc:
                     # e.g. disk full: the file stays, retried next start; one bad capture never
                     # stops the store from opening
                     logger.error("capture %s could not be recovered now: %s", capture_id, exc)
                     known[capture_id] = "unrecovered"
                     continue
+                if outcome == "deleted":
+                    report.deletions_completed += 1
+                    continue
                 report.recovered.append(capture_id)
-            for sidecar in self.images_dir.rglob("*.json"):
-                cid = sidecar.stem
-                if cid not in known and cid not in report.recovered and not _has_image(sidecar):
-                    # Sidecar without image: the image rename never happened (or was deleted).
-                    with contextlib.suppress(OSError):
-                        sidecar.unlink()
+                if outcome == "restored":
+                    report.restored.append(capture_id)
+            for pattern in ("*.json", f"*{JOURNAL_SUFFIX}"):
+                for sidecar in self.images_dir.rglob(pattern):
+                    cid = sidecar.stem
+                    if cid not in known and cid not in report.recovered and not _has_image(sidecar):
+                        # Sidecar or journal without image: the image rename never happened (or
+                        # the capture was deleted).
+                        with contextlib.suppress(OSError):
+                            sidecar.unlink()
         if not report.clean:
             logger.warning(
                 "capture store reconciliation: %d recovered, %d missing images, %d damaged rows%s",
@@ -778,8 +1043,17 @@ class CaptureStore:
             ):
                 yield p
 
-    def _recover_orphan(self, image: Path) -> None:
+    def _recover_orphan(self, image: Path) -> Literal["recovered", "restored", "deleted"]:
+        """Insert the row of an image that has none, from its sidecar; with a state journal
+        (the database was rebuilt) its workflow state and audit trail come back too."""
         capture_id = image.stem
+        history, restored = read_journal(image.with_suffix(JOURNAL_SUFFIX))
+        if history and history[-1]["action"] == "delete":
+            logger.warning(
+                "capture %s was deleted before the rebuild; removing its files", capture_id
+            )
+            self._remove_capture_files(image)
+            return "deleted"
         sidecar = image.with_suffix(".json")
         info: CaptureInfo | None = None
         created = _created_from_id(capture_id)
@@ -789,6 +1063,7 @@ class CaptureStore:
             created = str(raw.get("created_utc") or created)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("capture %s: sidecar unreadable (%s); details unknown", capture_id, exc)
+        source_unknown = info is None
         if info is None:
             info = CaptureInfo(
                 mode="staff",
@@ -807,6 +1082,30 @@ class CaptureStore:
             data = image.read_bytes()
         except OSError:
             data = b""
+        if restored is not None and source_unknown and restored["state"] in _SENDABLE_STATES:
+            # Without its details the capture must not be sent: a reviewer looks first.
+            restored = {**restored, "state": "captured"}
+        if restored is not None:
+            logger.warning(
+                "capture %s: image had no database row (database rebuilt); state %r and %d "
+                "audit entries restored from its state journal",
+                capture_id,
+                restored["state"],
+                len(history),
+            )
+            self._insert_row(
+                capture_id,
+                created,
+                image,
+                data,
+                info,
+                str(restored["state"]),
+                "recovered",
+                restored=restored,
+                history=history,
+                audit_detail="restored from the state journal",
+            )
+            return "restored"
         logger.warning(
             "capture %s: image %s had no database row (interrupted save); recovered as "
             "'captured' for review",
@@ -814,6 +1113,7 @@ class CaptureStore:
             image,
         )
         self._insert_row(capture_id, created, image, data, info, "captured", "recovered")
+        return "recovered"
 
     # ---- row mapping -----------------------------------------------------------------------
 
@@ -903,6 +1203,14 @@ class CaptureStore:
             try:
                 with self._transaction() as conn:
                     return body(conn)
+            except OSError as exc:  # appending to a state journal (the change was rolled back)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    if use_reserve and attempt == 1 and self._release_reserve():
+                        continue
+                    raise DiskFullError(os_error_message(exc, what, self.root)) from exc
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO):
+                    raise store_unavailable(exc, self.root, what) from exc
+                raise StorageError(os_error_message(exc, what, self.root)) from exc
             except sqlite3.Error as exc:
                 if _is_disk_full(exc):
                     if use_reserve and attempt == 1 and self._release_reserve():
@@ -911,6 +1219,15 @@ class CaptureStore:
                         f"The disk is full: {what} could not be saved in {self.root}. Free some "
                         "disk space (or ask IT), then try again. Nothing was half-saved."
                     ) from exc
+                if not is_database_corruption(exc) and _sqlite_code(exc) in (
+                    _SQLITE_BUSY,
+                    _SQLITE_LOCKED,
+                    _SQLITE_READONLY,
+                    _SQLITE_PERM,
+                    _SQLITE_IOERR,
+                    _SQLITE_CANTOPEN,
+                ):
+                    raise store_unavailable(exc, self.root, what) from exc
                 raise StorageError(
                     f"{what} could not be recorded in the capture database ({exc}). Please call IT."
                 ) from exc
@@ -950,12 +1267,60 @@ class CaptureStore:
         return True
 
     def _audit(
-        self, conn: sqlite3.Connection, capture_id: str, actor: str, action: str, detail: str
-    ) -> None:
+        self,
+        conn: sqlite3.Connection,
+        capture_id: str,
+        actor: str,
+        action: str,
+        detail: str,
+        journal: Literal["strict", "best_effort", "no"] = "strict",
+    ) -> dict[str, Any]:
+        """Record an audit entry and (unless ``journal="no"``) append it, with the row's
+        workflow state now, to the capture's state journal before the transaction commits.
+
+        A capture's journal is started at its first change after the capture itself, with
+        the audit trail so far. ``strict``: a failed append raises OSError (the transaction is
+        rolled back); ``best_effort``: it is logged, and no new journal is started."""
+        entry: dict[str, Any] = {
+            "utc": utc_now(),
+            "actor": actor,
+            "action": action,
+            "detail": detail,
+        }
         conn.execute(
             "INSERT INTO audit(utc, capture_id, actor, action, detail) VALUES (?,?,?,?,?)",
-            (utc_now(), capture_id, actor, action, detail),
+            (entry["utc"], capture_id, actor, action, detail),
         )
+        if journal == "no":
+            return entry
+        row = conn.execute(
+            f"SELECT image_relpath, {', '.join(_JOURNAL_FIELDS)} FROM captures WHERE id=?",
+            (capture_id,),
+        ).fetchone()
+        if row is None:
+            return entry
+        entry["set"] = {name: row[name] for name in _JOURNAL_FIELDS}
+        path = (self.root / str(row["image_relpath"])).with_suffix(JOURNAL_SUFFIX)
+        entries: builtins.list[dict[str, Any]] = [entry]
+        if not path.parent.is_dir():
+            # the capture's folder is gone (its image too): nothing a journal could restore,
+            # and recording the problem (or the failure of a send) must still work
+            return entry
+        if not path.exists():
+            if journal == "best_effort":
+                return entry
+            earlier = conn.execute(
+                "SELECT utc, actor, action, detail FROM audit WHERE capture_id=? ORDER BY seq",
+                (capture_id,),
+            ).fetchall()
+            entries = [dict(r) for r in earlier[:-1]] + entries
+        try:
+            append_journal_lines(path, entries)
+        except OSError as exc:
+            if journal == "strict":
+                raise
+            logger.error("capture %s: state journal not written (%s)", capture_id, exc.strerror)
+        return entry
 
     def _insert_row(
         self,
@@ -966,7 +1331,12 @@ class CaptureStore:
         info: CaptureInfo,
         state: str,
         audit_action: str,
+        restored: Mapping[str, Any] | None = None,
+        history: Iterable[Mapping[str, Any]] = (),
+        audit_detail: str | None = None,
     ) -> None:
+        """Insert a capture's row (and audit entry). ``restored`` (workflow columns) and
+        ``history`` (audit entries) come from a state journal when a capture is rebuilt."""
         from hashlib import sha256
 
         info = storable_info(info)
@@ -1000,17 +1370,44 @@ class CaptureStore:
                     sop,
                 ),
             )
-            self._audit(conn, capture_id, info.operator, audit_action, state)
+            if restored:
+                cols = ", ".join(f"{k}=?" for k in restored)
+                conn.execute(
+                    f"UPDATE captures SET {cols} WHERE id=?", (*restored.values(), capture_id)
+                )
+            for old in history:
+                conn.execute(
+                    "INSERT INTO audit(utc, capture_id, actor, action, detail) VALUES (?,?,?,?,?)",
+                    (old["utc"], capture_id, old["actor"], old["action"], old["detail"]),
+                )
+            # A new capture starts no journal (one that is never changed needs none; after a
+            # rebuild it is 'captured', for review). A restored one notes its restoration.
+            self._audit(
+                conn,
+                capture_id,
+                info.operator,
+                audit_action,
+                audit_detail or state,
+                journal="best_effort" if restored else "no",
+            )
 
         self._write(body, "The photo", use_reserve=False)
 
     def add(
-        self, image_rgb: np.ndarray, info: CaptureInfo, encoded: bytes | None = None
+        self,
+        image_rgb: np.ndarray,
+        info: CaptureInfo,
+        encoded: bytes | None = None,
+        *,
+        dedupe: bool = False,
     ) -> CaptureRecord:
         """Persist a capture: image file first (atomic, durable), then its row.
 
         ``image_rgb``: uint8 ``[H, W, 3]`` RGB. ``encoded``: the original file's bytes (hot folder),
-        stored without recompression where possible, metadata stripped.
+        stored without recompression where possible, metadata stripped. ``dedupe``: if the store
+        already holds a capture with exactly these stored bytes (the same hot-folder file offered
+        again after a crash, also one recovered from an interrupted save), that capture is
+        returned and nothing new is stored.
         Raises :class:`StorageError` (nothing partial left behind) if it cannot be saved.
         """
         if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
@@ -1024,6 +1421,11 @@ class CaptureStore:
         capture_id = new_capture_id(now)
         created = now.isoformat(timespec="microseconds")
         data, suffix = prepare_image_bytes(np.ascontiguousarray(image_rgb), encoded)
+        if dedupe:
+            existing = self._find_by_sha256(data)
+            if existing is not None:
+                logger.info("photo already stored as capture %s; not stored twice", existing)
+                return self.get(existing)
         folder = self.images_dir / f"{now:%Y-%m}"
         image_path = folder / f"{capture_id}{suffix}"
         sidecar_path = folder / f"{capture_id}.json"
@@ -1048,8 +1450,26 @@ class CaptureStore:
         self._ensure_reserve()
         return self.get(capture_id)
 
+    def _find_by_sha256(self, data: bytes) -> str | None:
+        from hashlib import sha256
+
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT id, image_relpath FROM captures WHERE image_sha256=? ORDER BY created_utc",
+                (sha256(data).hexdigest(),),
+            ).fetchall()
+        for row in rows:  # one whose photo file is gone does not count: store it again
+            if (self.root / str(row["image_relpath"])).is_file():
+                return str(row["id"])
+        return None
+
     def _remove_capture_files(self, image_path: Path) -> None:
-        for p in (image_path, image_path.with_suffix(".json")):
+        for p in (
+            image_path,
+            image_path.with_suffix(".json"),
+            image_path.with_suffix(JOURNAL_SUFFIX),
+        ):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         with contextlib.suppress(OSError):
@@ -1226,7 +1646,7 @@ class CaptureStore:
                     "image_sha256": row["image_sha256"],
                 }
             )
-            self._audit(conn, capture_id, reviewer, "delete", detail)
+            self._audit(conn, capture_id, reviewer, "delete", detail, journal="best_effort")
             conn.execute("DELETE FROM captures WHERE id=?", (capture_id,))
             return str(row["image_relpath"])
 

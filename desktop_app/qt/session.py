@@ -257,11 +257,20 @@ class CaptureSession(QObject):
         worker = self._camera_worker
         folder = source_label(worker.source) if worker is not None else "hotfolder:"
         self._submit_capture(
-            frame.image, frame.colour_order, f"{folder}/{frame.label}", frame.encoded
+            frame.image,
+            frame.colour_order,
+            f"{folder}/{frame.label}",
+            frame.encoded,
+            frame.on_stored,
         )
 
     def _submit_capture(
-        self, image: np.ndarray, colour_order: str, source: str, encoded: bytes | None = None
+        self,
+        image: np.ndarray,
+        colour_order: str,
+        source: str,
+        encoded: bytes | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.capture_busy = True
         self.last_capture_request_at = time.monotonic()
@@ -273,7 +282,13 @@ class CaptureSession(QObject):
         self.sig_capture_started.emit(source)
         self._sig_capture.emit(
             CaptureRequest(
-                image, colour_order, self.context_provider(), source, encoded, time.monotonic()
+                image,
+                colour_order,
+                self.context_provider(),
+                source,
+                encoded,
+                time.monotonic(),
+                on_stored,
             ),
         )
 

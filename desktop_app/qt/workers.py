@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class CaptureRequest:
     source: str
     encoded: bytes | None
     requested_at: float
+    # a hot-folder file: marks it done once stored (core.frame_sources.Frame.on_stored)
+    on_stored: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ class InferenceWorker(QObject):
             request.context,
             request.source,
             request.encoded,
+            on_stored=request.on_stored,
         )
         elapsed = (time.monotonic() - request.requested_at) * 1000.0
         self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
