@@ -250,8 +250,11 @@ def test_kiosk_idle_clear_warns_with_a_countdown_and_keeps_the_photo(
     outcome = _kiosk_photo(qtbot, kiosk, "A-20", "Upper back")
     record = outcome.record
     assert record is not None
+    page = kiosk.pages.geometry()
     kiosk._on_idle_timeout()  # the idle time is up: a warning, nothing cleared yet
     assert kiosk.idle_warning.isVisible()
+    QApplication.processEvents()
+    assert kiosk.pages.geometry() == page  # floats over the page; nothing is pushed off screen
     assert kiosk.idle_text.text() == "Are you still there? Clearing in 15 s"
     assert kiosk.pages.currentWidget() is kiosk.capture_page and kiosk.outcome is outcome
     kiosk._on_countdown_tick()

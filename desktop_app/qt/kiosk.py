@@ -11,7 +11,7 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -195,7 +195,6 @@ class KioskWindow(QWidget):
         self._build_idle_warning()
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.idle_warning)
         layout.addWidget(self.pages, 1)
 
         self.idle_timer = QTimer(self)
@@ -309,7 +308,9 @@ class KioskWindow(QWidget):
         self.pages.addWidget(self.site_page)
 
     def _build_idle_warning(self) -> None:
-        self.idle_warning = QFrame()
+        # floats over the top of the page (not in the layout): the page keeps its size and
+        # everything on it stays where the patient left it
+        self.idle_warning = QFrame(self)
         self.idle_warning.setObjectName("idleWarning")
         self.idle_text = QLabel("")
         self.idle_text.setObjectName("idleText")
@@ -320,6 +321,16 @@ class KioskWindow(QWidget):
         row.addWidget(self.idle_text, 1)
         row.addWidget(self.still_here_button)
         self.idle_warning.hide()
+
+    def _place_idle_warning(self) -> None:
+        width = min(self.width() - 40, 1100)
+        height = self.idle_warning.sizeHint().height()
+        self.idle_warning.setGeometry((self.width() - width) // 2, 56, width, height)
+        self.idle_warning.raise_()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_idle_warning()
 
     def _build_capture(self) -> None:
         self.capture_page = QWidget()
@@ -501,6 +512,7 @@ class KioskWindow(QWidget):
             logger.info("kiosk idle: asking whether the patient is still there")
             self.countdown.start()
             self.idle_text.setText(self.countdown.text)
+            self._place_idle_warning()
             self.idle_warning.show()
             self.countdown_timer.start()
             return
