@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 from store_helpers import make_info
@@ -361,9 +361,9 @@ def test_kiosk_pin_pad_keeps_its_width_after_a_wrong_pin(
     kiosk._on_staff()
     pad = kiosk.pin_pad
 
-    def widths() -> tuple[int, int]:
+    def widths() -> tuple[int, QPoint]:
         QApplication.processEvents()
-        return pad.ok_button.parentWidget().width(), pad.ok_button.x()
+        return pad.ok_button.parentWidget().width(), pad.ok_button.mapTo(kiosk, QPoint(0, 0))
 
     before = widths()
     pad.entry.setText("1111")

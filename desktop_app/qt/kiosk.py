@@ -11,7 +11,7 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QResizeEvent
+from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -114,7 +114,11 @@ class PinPad(QWidget):
         self.entry.setMaxLength(12)
         self.message = QLabel("Staff PIN to leave the kiosk")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message.setWordWrap(True)
+        # one line of fixed height: the keys never move when the message changes
+        font = QFont(self.message.font())
+        font.setPixelSize(26)
+        font.setBold(True)
+        self.message.setFixedHeight(QFontMetrics(font).height() + 16)
         self.message.setStyleSheet("font-size: 26px; font-weight: bold;")
         self.ok_button = QPushButton("OK")
         self.cancel_button = QPushButton("Cancel")
