@@ -60,7 +60,7 @@ from desktop_app.core.review import (
 )
 from desktop_app.core.settings import BODY_SITES
 from desktop_app.core.storage import CaptureStore, reasons_named_in
-from desktop_app.qt.gallery import FILTERS, describe
+from desktop_app.qt.gallery import FILTERS, NEEDS_REVIEWER, describe
 
 JARGON = ("quality", "threshold", "score", "focus", "needs 0", "exposure", "blur")
 
@@ -112,10 +112,15 @@ def test_override_reason_is_per_photo_from_the_fixed_list_and_reviewer_is_typed(
     assert not combo.isEditable()
     assert [combo.itemText(i) for i in range(1, combo.count())] == list(OVERRIDE_REASONS)
     assert gallery.select(first)
+    assert gallery.action_message.text() == NEEDS_REVIEWER
     gallery.reviewer_edit.setText("Dr Derm")
+    assert gallery.action_message.text() == ""  # the hint goes once a name is typed
     assert not gallery.override_button.isEnabled()  # no reason chosen yet
     combo.setCurrentIndex(2)
     assert gallery.override_button.isEnabled()
+    gallery.patient_edit.setText("ENC-1b")
+    gallery.refresh()  # the list reloads (e.g. a photo was sent): the choice for it stays
+    assert combo.currentIndex() == 2 and gallery.patient_edit.text() == "ENC-1b"
     # another photo: the reason chosen for the first one does not carry over
     assert gallery.select(second)
     assert combo.currentIndex() == 0 and not gallery.override_button.isEnabled()
@@ -224,6 +229,8 @@ def test_review_completes_and_sends_an_accepted_photo_that_had_no_id(
     assert record.sop_instance_uid == before.sop_instance_uid
     assert any(h["action"] == "details" and h["actor"] == "Dr Derm" for h in store.history(capture))
     qtbot.waitUntil(lambda: store.get(capture).state == "submitted", timeout=WAIT_MS)
+    # the list follows the queue: the photo leaves "Accepted, not sent" once it is queued/sent
+    qtbot.waitUntil(lambda: gallery.list.count() == 0, timeout=WAIT_MS)
 
 
 def test_review_send_of_a_practice_photo_stays_off(

@@ -46,6 +46,7 @@ from desktop_app.core.review import (
 )
 from desktop_app.core.settings import BODY_SITES, AppSettings
 from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError, utc_now
+from desktop_app.core.submission import QueueStatus
 from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import FrameView, HeatMap
 
@@ -55,6 +56,7 @@ THUMB_SIZE = 160
 REASON_PROMPT = "Why is the photo usable? (required)"
 SITE_PROMPT = "Choose the body site…"
 NO_DIALOGS_ENV = "SKIN_CAPTURE_NO_DIALOGS"
+NEEDS_REVIEWER = "Enter your name as reviewer to review captures."
 FILTERS: dict[str, tuple[str, ...] | None] = {
     "Rejected (to review)": ("rejected", "captured"),
     "Accepted, not sent": ("accepted", "overridden"),
@@ -152,6 +154,7 @@ class GalleryWidget(QWidget):
         self._stale = True
         self.viewer: ImageViewer | None = None
         self.opened_utc = utc_now()  # "this session" for the warning when quitting
+        self._queue_counts: tuple[int, int, int] | None = None
 
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(FILTERS))
@@ -260,6 +263,7 @@ class GalleryWidget(QWidget):
         self.delete_button.clicked.connect(self._on_delete)
         session.sig_image_scored.connect(self._on_image_scored)
         session.sig_image_loaded.connect(self._on_image_loaded)
+        session.sig_queue_status.connect(self._on_queue_status)
         self._update_actions()
 
     def set_unavailable(self, message: str) -> None:
@@ -271,6 +275,18 @@ class GalleryWidget(QWidget):
         self._stale = True
         if self.isVisible():
             self.refresh()
+
+    @Slot(object)
+    def _on_queue_status(self, status: QueueStatus) -> None:
+        """Captures changed state in the queue (queued, sent, failed): the list shows it."""
+        counts = (status.queued, status.submitted, status.failed)
+        if counts == self._queue_counts:
+            return
+        self._queue_counts = counts
+        message = self.action_message.text()
+        self.mark_stale()
+        if self.current is not None:
+            self.action_message.setText(message)
 
     def showEvent(self, event: object) -> None:
         super().showEvent(event)  # type: ignore[arg-type]
@@ -365,10 +381,14 @@ class GalleryWidget(QWidget):
         return False
 
     def _show_record(self, record: CaptureRecord | None) -> None:
+        same = record is not None and self.current is not None and record.id == self.current.id
         self.current = record
         self.current_image = None
         self.action_message.setText("")
-        self._reset_decision(record)
+        if same:  # the list was reloaded: what the reviewer chose or typed for it stays
+            self._enable_details(record)
+        else:
+            self._reset_decision(record)
         if record is None or self.store is None:
             self.view.clear_image("Select a capture")
             self.details.setText("")
@@ -498,6 +518,9 @@ class GalleryWidget(QWidget):
         self.site_combo.setCurrentIndex(max(0, site))
         for widget in (self.override_reason, self.patient_edit, self.site_combo):
             widget.blockSignals(False)
+        self._enable_details(record)
+
+    def _enable_details(self, record: CaptureRecord | None) -> None:
         completable = record is not None and record.state in COMPLETABLE_STATES
         self.patient_edit.setEnabled(completable)
         self.site_combo.setEnabled(completable)
@@ -520,11 +543,14 @@ class GalleryWidget(QWidget):
         self.delete_button.setEnabled(record is not None and has_reviewer)
         self.full_size_button.setEnabled(record is not None and self.current_image is not None)
         if record is not None and not has_reviewer:
-            self.action_message.setText("Enter your name as reviewer to review captures.")
+            self.action_message.setText(NEEDS_REVIEWER)
+        elif self.action_message.text() == NEEDS_REVIEWER:
+            self.action_message.setText("")
 
     def _ask(self, title: str, text: str) -> bool:
         """Yes/No confirmation before a decision that sends a photo to the record."""
-        answer = QMessageBox.question(self, title, text)
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        answer = QMessageBox.question(self, title, text, buttons, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
     def _details_summary(self) -> str:
@@ -666,6 +692,8 @@ class GalleryWidget(QWidget):
         self.refresh()
         if not self.select(capture_id):
             self._show_record(None)
+        self._reset_decision(self.current)  # decided: nothing chosen carries over
+        self._update_actions()
         self.action_message.setText(message)
 
     @Slot()
