@@ -309,6 +309,28 @@ def test_quitting_with_an_accepted_unsent_photo_asks_first(
     assert window.close() is True and window.closed_cleanly is True
 
 
+def test_the_os_closing_the_staff_window_does_not_ask(
+    qtbot: QtBot,
+    tmp_path: Path,
+    test_model_path: Path,
+    sharp_folder: Path,
+    open_window: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window = _staff_window(tmp_path, test_model_path, str(sharp_folder), open_window)
+    store = window.services.store
+    assert store is not None
+    _add(store, 6)  # accepted in this session, not sent
+    monkeypatch.delenv("SKIN_CAPTURE_NO_DIALOGS", raising=False)
+
+    def no_question(*args: object) -> None:
+        raise AssertionError("a dialog was shown")
+
+    monkeypatch.setattr(QMessageBox, "question", no_question)
+    window.unlocked = True  # what SIGTERM / Ctrl+C and SKIN_CAPTURE_EXIT_AFTER_MS set
+    assert window.close() is True and window.closed_cleanly is True
+
+
 def test_quit_check_in_core_counts_only_this_sessions_sendable_photos(tmp_path: Path) -> None:
     with CaptureStore(tmp_path / "store") as store:
         old = _add(store, 1)
