@@ -361,6 +361,9 @@ def test_kiosk_rejection_points_at_its_step_in_plain_words(
     assert kiosk.pages.currentWidget() is kiosk.site_page
     assert list(kiosk.site_buttons) == list(BODY_SITES)
     assert all(b.minimumHeight() >= 76 for b in kiosk.site_buttons.values())
+    qtbot.mouseClick(kiosk.site_back_button, Qt.MouseButton.LeftButton)  # back and forth
+    assert kiosk.pages.currentWidget() is kiosk.welcome_page and kiosk.code_edit.text() == "A-3"
+    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(kiosk.site_buttons["Lower leg (left)"], Qt.MouseButton.LeftButton)
     assert kiosk.pages.currentWidget() is kiosk.capture_page
     qtbot.waitUntil(lambda: kiosk.session.model_ready, timeout=WAIT_MS)

@@ -221,7 +221,7 @@ class KioskWindow(QWidget):
         self.take_button.clicked.connect(self._on_take_photo)
         self.send_button.clicked.connect(self._on_send)
         self.again_button.clicked.connect(self._on_try_again)
-        self.site_back_button.clicked.connect(self.reset_for_next_patient)
+        self.site_back_button.clicked.connect(self._on_site_back)
         self.still_here_button.clicked.connect(self._on_still_here)
         self.staff_button.clicked.connect(self._on_staff)
         self.pin_pad.ok_button.clicked.connect(self._on_pin_ok)
@@ -427,6 +427,12 @@ class KioskWindow(QWidget):
         """Start: first the body-site step."""
         self.body_site = ""
         self.pages.setCurrentWidget(self.site_page)
+
+    @Slot()
+    def _on_site_back(self) -> None:
+        """Back to the welcome page (the check-in number typed stays)."""
+        self.body_site = ""
+        self.pages.setCurrentWidget(self.welcome_page)
 
     def _on_site_chosen(self, site: str) -> None:
         """A body site was chosen: on to the photo."""
