@@ -38,6 +38,9 @@ def isolated_app_dirs(
         (root / sub).mkdir()
         monkeypatch.setenv(var, str(root / sub))
     monkeypatch.setenv("SKIN_CAPTURE_HOME", str(root / "data"))
+    # no modal dialog may wait for an answer in a test (e.g. "Photos not sent" when a window
+    # with an accepted photo is closed at teardown); tests of a dialog unset it and answer it
+    monkeypatch.setenv("SKIN_CAPTURE_NO_DIALOGS", "1")
     monkeypatch.delenv("SKIN_CAPTURE_MODEL", raising=False)
     return root
 

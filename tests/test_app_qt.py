@@ -21,8 +21,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.frame_sources import FrameSource
+from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
 from desktop_app.qt.live_view import PRACTICE_BANNER
 from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
@@ -217,13 +219,15 @@ def test_gallery_override_confirm_delete_and_export(
     assert not gallery.override_button.isEnabled()
     gallery.reviewer_edit.setText("Dr Derm")
     assert not gallery.override_button.isEnabled()  # no reason yet
-    gallery.override_reason.setText("lesion border assessable despite blur")
+    gallery.override_reason.setCurrentText(OVERRIDE_REASONS[1])  # from the fixed list
     assert gallery.override_button.isEnabled()
+    # the confirmation before sending (and before the deletion below) is answered Yes
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(gallery.override_button, Qt.MouseButton.LeftButton)
     record = store.get(ids[0])
     assert record.state in ("overridden", "queued", "submitted")
     assert record.reviewer == "Dr Derm" and record.reviewed_utc
-    assert record.review_reason == "lesion border assessable despite blur"
+    assert record.review_reason == OVERRIDE_REASONS[1]
     qtbot.waitUntil(lambda: store.get(ids[0]).state == "submitted", timeout=WAIT_MS)
     assert gallery.list.count() == 2  # gone from the rejected list
     # confirm reject
@@ -232,8 +236,7 @@ def test_gallery_override_confirm_delete_and_export(
     confirmed = store.get(ids[1])
     assert confirmed.state == "rejected" and confirmed.review_action == "confirm_reject"
     assert confirmed.reviewer == "Dr Derm"
-    # delete (answer the confirmation)
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    # delete (the confirmation is answered Yes)
     assert gallery.select(ids[2])
     qtbot.mouseClick(gallery.delete_button, Qt.MouseButton.LeftButton)
     with pytest.raises(KeyError):
@@ -365,6 +368,30 @@ def _kiosk(tmp_path: Path, model: Path, source: str, open_window: Callable, **se
     return window
 
 
+def _still_camera_kiosk(
+    tmp_path: Path, model: Path, folder: Path, open_window: Callable, **settings: object
+):
+    """A kiosk on a still camera (its photos are sent like a real camera's), quick auto-capture."""
+    return _kiosk(
+        tmp_path, model, f"still-camera:{folder}", open_window, auto_capture_hold_s=0.3, **settings
+    )
+
+
+def _kiosk_photo(
+    qtbot: QtBot, kiosk: Any, code: str = "", site: str = "Forearm (left)"
+) -> CaptureOutcome:
+    """One patient: check-in number, Start, the body site, then the photo taken by itself."""
+    kiosk.code_edit.setText(code)
+    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
+    assert kiosk.pages.currentWidget() is kiosk.site_page
+    qtbot.mouseClick(kiosk.site_buttons[site], Qt.MouseButton.LeftButton)
+    assert kiosk.pages.currentWidget() is kiosk.capture_page
+    # no button press: the photo is taken by itself once the picture is good and steady
+    qtbot.waitUntil(lambda: kiosk.outcome is not None, timeout=WAIT_MS)
+    assert kiosk.outcome is not None
+    return kiosk.outcome
+
+
 def test_kiosk_leaving_needs_the_staff_pin(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
@@ -416,38 +443,25 @@ def test_kiosk_changed_pin_replaces_default(
 def test_kiosk_auto_capture_send_and_idle_reset(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
-    kiosk = _kiosk(
-        tmp_path,
-        test_model_path,
-        f"still-camera:{sharp_folder}",
-        open_window,
-        auto_capture_hold_s=0.3,
-    )
+    kiosk = _still_camera_kiosk(tmp_path, test_model_path, sharp_folder, open_window)
     assert kiosk.session.auto_capture_on
-    kiosk.code_edit.setText("A-17")
-    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
-    assert kiosk.pages.currentWidget() is kiosk.capture_page
-    # no button press: the photo is taken by itself once the picture is good and steady
-    qtbot.waitUntil(lambda: kiosk.outcome is not None, timeout=WAIT_MS)
-    assert kiosk.outcome is not None and kiosk.outcome.can_submit
+    outcome = _kiosk_photo(qtbot, kiosk, "A-17")
+    assert outcome.can_submit
     assert kiosk.send_button.isVisible() and kiosk.send_button.minimumHeight() >= 96
-    record = kiosk.outcome.record
+    record = outcome.record
     assert record is not None and record.info.mode == "kiosk"
     assert record.info.patient_ref == "A-17"
-    # the patient walks away: after the idle time the screen is cleared for the next one
-    kiosk.idle_timer.setInterval(200)
-    kiosk.idle_timer.start()
-    qtbot.waitUntil(lambda: kiosk.pages.currentWidget() is kiosk.welcome_page, timeout=WAIT_MS)
+    # the patient walks away: after the idle time and a warning the screen is cleared
+    kiosk._on_idle_timeout()
+    for _ in range(kiosk.countdown.seconds):
+        kiosk._on_countdown_tick()
+    assert kiosk.pages.currentWidget() is kiosk.welcome_page
     assert kiosk.outcome is None and kiosk.code_edit.text() == ""
     qtbot.wait(300)  # live frames keep coming from the camera meanwhile
     assert kiosk.live.showing_outcome is None and not kiosk.live.frame_view.has_image()
     assert kiosk.resets == 1
     # next patient: send goes through
-    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
-    kiosk.idle_timer.setInterval(60_000)
-    kiosk.idle_timer.start()
-    qtbot.waitUntil(lambda: kiosk.outcome is not None, timeout=WAIT_MS)
-    sent = kiosk.outcome.record
+    sent = _kiosk_photo(qtbot, kiosk).record
     qtbot.mouseClick(kiosk.send_button, Qt.MouseButton.LeftButton)
     assert kiosk.pages.currentWidget() is kiosk.thanks_page
     assert not kiosk.live.frame_view.has_image()
@@ -610,19 +624,16 @@ def test_kiosk_says_a_staff_member_is_needed_when_the_photo_cannot_go(
 ) -> None:
     from desktop_app.qt.kiosk import THANKS_NEEDS_STAFF
 
-    kiosk = _kiosk(
+    kiosk = _still_camera_kiosk(
         tmp_path,
         test_model_path,
-        f"still-camera:{sharp_folder}",
+        sharp_folder,
         open_window,
-        auto_capture_hold_s=0.3,
         submission={"kind": "dicomweb", "url": "http://127.0.0.1:9/dicom-web"},
     )
-    kiosk.code_edit.setText("")  # no check-in number: the PACS would refuse the photo
-    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: kiosk.outcome is not None, timeout=WAIT_MS)
-    assert kiosk.outcome is not None and kiosk.outcome.can_submit
-    record = kiosk.outcome.record
+    outcome = _kiosk_photo(qtbot, kiosk, "")  # no check-in number: the PACS would refuse it
+    assert outcome.can_submit
+    record = outcome.record
     qtbot.mouseClick(kiosk.send_button, Qt.MouseButton.LeftButton)
     assert kiosk.pages.currentWidget() is kiosk.thanks_page
     assert kiosk.thanks_label.text() == THANKS_NEEDS_STAFF

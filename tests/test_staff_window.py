@@ -417,3 +417,27 @@ def test_save_dialogs_open_in_documents_not_the_working_directory(
     assert user_documents_dir() == home  # no Documents folder: the home folder
     (home / "Documents").mkdir()
     assert user_documents_dir() == home / "Documents"
+
+
+def test_review_export_dialog_opens_in_documents(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    test_model_path: Path,
+    sharp_folder: Path,
+    open_staff: Callable[..., MainWindow],
+) -> None:
+    home = tmp_path / "home"
+    (home / "Documents").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DOCUMENTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    window = open_staff(test_model_path, str(sharp_folder))
+    offered: list[str] = []
+
+    def fake_dialog(*args: Any, **kwargs: Any) -> tuple[str, str]:
+        offered.append(str(args[2]))
+        return "", ""  # the user cancels
+
+    monkeypatch.setattr("desktop_app.qt.gallery.QFileDialog.getSaveFileName", fake_dialog)
+    window.gallery._on_export_clicked()
+    assert offered == [str(home / "Documents" / "reviewed.csv")]

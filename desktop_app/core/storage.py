@@ -1838,6 +1838,45 @@ class CaptureStore:
     def __enter__(self) -> CaptureStore:
         return self
 
+    # ---- completing a capture's details (Review) ---------------------------------------------
+
+    def set_details(
+        self, capture_id: str, patient_ref: str, body_site: str, actor: str
+    ) -> CaptureRecord:
+        """Set the patient reference and body site of a capture that was not sent yet (a
+        hot-folder photo that arrived before an ID was typed, a kiosk photo): the row (with its
+        study and series UIDs, which depend on them), the sidecar (best effort) and the audit."""
+        if not actor.strip():
+            raise ValueError("a reviewer name is required")
+        record = self.get(capture_id)
+        info = storable_info(
+            dataclasses.replace(record.info, patient_ref=patient_ref, body_site=body_site)
+        )
+        study, series, _ = derive_uids(capture_id, info, record.created_utc)
+
+        def body(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE captures SET patient_ref=?, body_site=?, study_uid=?, series_uid=? "
+                "WHERE id=? AND state NOT IN ('queued', 'submitted', 'failed')",
+                (info.patient_ref, info.body_site, study, series, capture_id),
+            )
+            if cur.rowcount != 1:
+                raise StorageError(
+                    f"Capture {capture_id} was handed to sending already; its details stay."
+                )
+            self._audit(conn, capture_id, actor, "details", "patient ID and body site set")
+
+        self._write(body, "The photo's details")
+        sidecar = record.image_path.with_suffix(".json")
+        payload = {"id": capture_id, "created_utc": record.created_utc, "info": info.to_json_dict()}
+        try:
+            atomic_write_bytes(
+                sidecar, json.dumps(payload, allow_nan=True, sort_keys=True).encode("utf-8")
+            )
+        except OSError as exc:
+            logger.warning("sidecar of %s not updated: %s", capture_id, exc.strerror)
+        return self.get(capture_id)
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 

@@ -1,10 +1,13 @@
-"""Review gallery for clinicians: captures as thumbnails with score and reasons, a large viewer
-with the heat overlay, and the review actions (accept anyway, confirm reject, delete, export)."""
+"""Review gallery for clinicians: captures as thumbnails labelled with patient ID, body site, score
+and reasons, a large viewer with the heat overlay, and the review actions (accept anyway with a
+reason from a fixed list, complete the patient ID and body site of an accepted photo and send it,
+confirm reject, delete, export). The rules are in ``core.review`` and ``core.submit_policy``."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -31,26 +34,42 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.gating import guidance_for
 from desktop_app.core.inference import QualityResult
-from desktop_app.core.settings import AppSettings
-from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError
+from desktop_app.core.review import (
+    COMPLETABLE_STATES,
+    CONFIRM_REJECT_REASON,
+    OVERRIDE_REASONS,
+    details_blocker,
+    override_blocker,
+    quit_warning,
+    send_blocker,
+    unsent_accepted_in_store,
+)
+from desktop_app.core.resources import user_documents_dir
+from desktop_app.core.settings import BODY_SITES, AppSettings
+from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError, utc_now
+from desktop_app.core.submission import QueueStatus
 from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import FrameView, HeatMap
 
 logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 160
+REASON_PROMPT = "Why is the photo usable? (required)"
+SITE_PROMPT = "Choose the body site…"
+NO_DIALOGS_ENV = "SKIN_CAPTURE_NO_DIALOGS"
+NEEDS_REVIEWER = "Enter your name as reviewer to review captures."
 FILTERS: dict[str, tuple[str, ...] | None] = {
     "Rejected (to review)": ("rejected", "captured"),
-    "Accepted": ("accepted",),
+    "Accepted, not sent": ("accepted", "overridden"),
     "Overridden": ("overridden",),
     "Sent / queued": ("queued", "submitted", "failed"),
     "All": None,
 }
 STATE_WORDS = {
     "captured": "recovered, not checked",
-    "accepted": "accepted",
+    "accepted": "accepted, not sent",
     "rejected": "rejected",
-    "overridden": "accepted by reviewer",
+    "overridden": "accepted by reviewer, not sent",
     "queued": "waiting to send",
     "submitted": "sent",
     "failed": "sending failed",
@@ -78,13 +97,16 @@ def local_time(iso_utc: str | None, with_date: bool = True) -> str:
 
 
 def describe(record: CaptureRecord) -> str:
-    """Short caption: score, top reasons, time."""
+    """Short caption: patient ID and body site, score and top reasons, time and state."""
     info = record.info
+    who = f"{info.patient_ref or 'No patient ID'} · {info.body_site or 'no body site'}"
     score = "not checked" if math.isnan(info.score) else f"{info.score:.2f}"
     reasons = [n for n, p in sorted(info.reasons.items(), key=lambda kv: -kv[1]) if p >= 0.5]
     when = local_time(record.created_utc, with_date=False)
-    caption = f"{score} · {', '.join(reasons) or 'no reason'}\n{when} · {STATE_WORDS[record.state]}"
-    return caption
+    return (
+        f"{who}\n{score} · {', '.join(reasons) or 'no reason'}\n"
+        f"{when} · {STATE_WORDS[record.state]}"
+    )
 
 
 class ImageViewer(QDialog):
@@ -132,11 +154,15 @@ class GalleryWidget(QWidget):
         self._thumb_queue: list[str] = []
         self._stale = True
         self.viewer: ImageViewer | None = None
+        self.opened_utc = utc_now()  # "this session" for the warning when quitting
+        self._queue_counts: tuple[int, int, int] | None = None
 
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(FILTERS))
-        self.reviewer_edit = QLineEdit(settings.operator)
-        self.reviewer_edit.setPlaceholderText("Reviewer name")
+        # Never pre-filled (e.g. with the OS login): whoever reviews types their name; it stays
+        # for the next photo while this window is open.
+        self.reviewer_edit = QLineEdit()
+        self.reviewer_edit.setPlaceholderText("Your name (required)")
         self.refresh_button = QPushButton("Refresh")
         self.export_button = QPushButton("Export reviewed as CSV…")
         top = QHBoxLayout()
@@ -152,7 +178,7 @@ class GalleryWidget(QWidget):
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.list.setGridSize(QSize(THUMB_SIZE + 24, THUMB_SIZE + 56))
+        self.list.setGridSize(QSize(THUMB_SIZE + 40, THUMB_SIZE + 76))
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.list.setMovement(QListWidget.Movement.Static)
         self.list.setWordWrap(True)
@@ -165,9 +191,16 @@ class GalleryWidget(QWidget):
         self.details = QLabel("")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.override_reason = QLineEdit()
-        self.override_reason.setPlaceholderText("Reason for accepting anyway (required)")
-        self.override_button = QPushButton("Accept anyway")
+        self.patient_edit = QLineEdit()
+        self.patient_edit.setPlaceholderText("Patient or encounter ID")
+        self.site_combo = QComboBox()
+        self.site_combo.addItem(SITE_PROMPT)
+        self.site_combo.addItems(BODY_SITES)
+        self.override_reason = QComboBox()
+        self.override_reason.addItem(REASON_PROMPT)
+        self.override_reason.addItems(OVERRIDE_REASONS)
+        self.override_button = QPushButton("Accept anyway…")
+        self.send_button = QPushButton("Send…")
         self.reject_button = QPushButton("Confirm reject")
         self.delete_button = QPushButton("Delete")
         self.action_message = QLabel("")
@@ -181,9 +214,16 @@ class GalleryWidget(QWidget):
         detail.addWidget(self.view, 1)
         detail.addLayout(view_row)
         detail.addWidget(self.details)
+        who = QHBoxLayout()
+        who.addWidget(QLabel("Patient ID"))
+        who.addWidget(self.patient_edit, 1)
+        who.addWidget(QLabel("Body site"))
+        who.addWidget(self.site_combo, 1)
+        detail.addLayout(who)
         detail.addWidget(self.override_reason)
         actions = QHBoxLayout()
         actions.addWidget(self.override_button)
+        actions.addWidget(self.send_button)
         actions.addWidget(self.reject_button)
         actions.addStretch(1)
         actions.addWidget(self.delete_button)
@@ -214,13 +254,17 @@ class GalleryWidget(QWidget):
         self.list.itemDoubleClicked.connect(self._on_full_size)
         self.full_size_button.clicked.connect(self._on_full_size)
         self.overlay_check.toggled.connect(self._on_overlay_toggled)
-        self.override_reason.textChanged.connect(self._update_actions)
+        self.override_reason.currentIndexChanged.connect(self._update_actions)
+        self.patient_edit.textChanged.connect(self._update_actions)
+        self.site_combo.currentIndexChanged.connect(self._update_actions)
         self.reviewer_edit.textChanged.connect(self._update_actions)
         self.override_button.clicked.connect(self._on_override)
+        self.send_button.clicked.connect(self._on_send)
         self.reject_button.clicked.connect(self._on_confirm_reject)
         self.delete_button.clicked.connect(self._on_delete)
         session.sig_image_scored.connect(self._on_image_scored)
         session.sig_image_loaded.connect(self._on_image_loaded)
+        session.sig_queue_status.connect(self._on_queue_status)
         self._update_actions()
 
     def set_unavailable(self, message: str) -> None:
@@ -232,6 +276,18 @@ class GalleryWidget(QWidget):
         self._stale = True
         if self.isVisible():
             self.refresh()
+
+    @Slot(object)
+    def _on_queue_status(self, status: QueueStatus) -> None:
+        """Captures changed state in the queue (queued, sent, failed): the list shows it."""
+        counts = (status.queued, status.submitted, status.failed)
+        if counts == self._queue_counts:
+            return
+        self._queue_counts = counts
+        message = self.action_message.text()
+        self.mark_stale()
+        if self.current is not None:
+            self.action_message.setText(message)
 
     def showEvent(self, event: object) -> None:
         super().showEvent(event)  # type: ignore[arg-type]
@@ -326,9 +382,14 @@ class GalleryWidget(QWidget):
         return False
 
     def _show_record(self, record: CaptureRecord | None) -> None:
+        same = record is not None and self.current is not None and record.id == self.current.id
         self.current = record
         self.current_image = None
         self.action_message.setText("")
+        if same:  # the list was reloaded: what the reviewer chose or typed for it stays
+            self._enable_details(record)
+        else:
+            self._reset_decision(record)
         if record is None or self.store is None:
             self.view.clear_image("Select a capture")
             self.details.setText("")
@@ -437,60 +498,172 @@ class GalleryWidget(QWidget):
     def reviewer(self) -> str:
         return self.reviewer_edit.text().strip()
 
+    def patient_ref(self) -> str:
+        return self.patient_edit.text().strip()
+
+    def body_site(self) -> str:
+        return "" if self.site_combo.currentIndex() <= 0 else self.site_combo.currentText()
+
+    def override_choice(self) -> str:
+        combo = self.override_reason
+        return "" if combo.currentIndex() <= 0 else combo.currentText()
+
+    def _reset_decision(self, record: CaptureRecord | None) -> None:
+        """A decision belongs to one photo: a newly selected photo starts with no reason chosen
+        and with its own patient ID and body site."""
+        for widget in (self.override_reason, self.patient_edit, self.site_combo):
+            widget.blockSignals(True)
+        self.override_reason.setCurrentIndex(0)
+        self.patient_edit.setText(record.info.patient_ref if record is not None else "")
+        site = self.site_combo.findText(record.info.body_site) if record is not None else -1
+        self.site_combo.setCurrentIndex(max(0, site))
+        for widget in (self.override_reason, self.patient_edit, self.site_combo):
+            widget.blockSignals(False)
+        self._enable_details(record)
+
+    def _enable_details(self, record: CaptureRecord | None) -> None:
+        completable = record is not None and record.state in COMPLETABLE_STATES
+        self.patient_edit.setEnabled(completable)
+        self.site_combo.setEnabled(completable)
+
     @Slot()
     def _update_actions(self) -> None:
         record = self.current
         reviewable = record is not None and record.state in ("captured", "rejected", "accepted")
         has_reviewer = bool(self.reviewer())
-        self.override_button.setEnabled(
-            reviewable
-            and has_reviewer
-            and record is not None
-            and record.state != "accepted"
-            and bool(self.override_reason.text().strip())
-            and not record.problem
+        override_off = override_blocker(record, self.reviewer(), self.override_choice())
+        self.override_reason.setEnabled(
+            record is not None and record.state in ("captured", "rejected") and not record.problem
         )
+        self.override_button.setEnabled(not override_off)
+        self.override_button.setToolTip(override_off)
+        send_off = send_blocker(record, self.reviewer(), self.patient_ref(), self.body_site())
+        self.send_button.setEnabled(not send_off)
+        self.send_button.setToolTip(send_off)
         self.reject_button.setEnabled(reviewable and has_reviewer)
         self.delete_button.setEnabled(record is not None and has_reviewer)
         self.full_size_button.setEnabled(record is not None and self.current_image is not None)
         if record is not None and not has_reviewer:
-            self.action_message.setText("Enter your name as reviewer to review captures.")
+            self.action_message.setText(NEEDS_REVIEWER)
+        elif self.action_message.text() == NEEDS_REVIEWER:
+            self.action_message.setText("")
+
+    def _ask(self, title: str, text: str) -> bool:
+        """Yes/No confirmation before a decision that sends a photo to the record."""
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        answer = QMessageBox.question(self, title, text, buttons, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _details_summary(self) -> str:
+        return f"Patient: {self.patient_ref() or '-'}\nBody site: {self.body_site() or '-'}"
+
+    def _save_details(self, record: CaptureRecord) -> CaptureRecord:
+        """Store a changed patient ID / body site (StorageError, ValueError, KeyError)."""
+        if self.store is None or record.state not in COMPLETABLE_STATES:
+            return record
+        patient_ref, body_site = self.patient_ref(), self.body_site() or record.info.body_site
+        if (patient_ref, body_site) == (record.info.patient_ref, record.info.body_site):
+            return record
+        return self.store.set_details(record.id, patient_ref, body_site, self.reviewer())
+
+    def _send_through_policy(self, record: CaptureRecord, done: str) -> str:
+        """Queue ``record`` when the submit policy allows it; the message for the reviewer."""
+        incomplete = details_blocker(record.info.patient_ref, record.info.body_site)
+        if incomplete:
+            return f'{done}; not sent yet: {incomplete} It is under "Accepted, not sent".'
+        blocker = self.session.send_blocker(record)
+        if blocker:
+            return f"{done}; not sent. {blocker}"
+        if not self.session.submit(record.id):
+            return f"{done}; not sent: sending is not configured."
+        return f"{done}; queued for sending."
 
     @Slot()
     def _on_override(self) -> None:
         record = self.current
-        if record is None or self.store is None:
+        reason = self.override_choice()
+        if (
+            record is None
+            or self.store is None
+            or override_blocker(record, self.reviewer(), reason)
+        ):
             return
-        reason = self.override_reason.text().strip()
+        complete = not details_blocker(self.patient_ref(), self.body_site())
+        question = (
+            f"Accept this photo anyway and send it to the record?\n\n{self._details_summary()}"
+            f"\nReason: {reason}"
+            if complete
+            else f"Accept this photo anyway?\n\nReason: {reason}\n\nIt is not sent yet: "
+            f"{details_blocker(self.patient_ref(), self.body_site())}"
+        )
+        if not self._ask("Accept anyway", question):
+            self.action_message.setText("Not accepted: nothing was changed.")
+            return
         try:
-            updated = self.store.review(record.id, "override", self.reviewer(), reason)
+            updated = self._save_details(record)
+            updated = self.store.review(updated.id, "override", self.reviewer(), reason)
         except (StorageError, ValueError, KeyError) as exc:
             self.action_message.setText(f"Not saved: {exc}")
             return
-        self.override_reason.clear()
-        blocker = self.session.send_blocker(updated)
-        if blocker:
-            self._after_action(updated.id, f"Accepted anyway; not sent. {blocker}")
+        self._after_action(updated.id, self._send_through_policy(updated, "Accepted anyway"))
+
+    @Slot()
+    def _on_send(self) -> None:
+        """Complete an accepted photo's patient ID and body site and send it (after a yes)."""
+        record = self.current
+        if (
+            record is None
+            or self.store is None
+            or send_blocker(record, self.reviewer(), self.patient_ref(), self.body_site())
+        ):
             return
-        sent = self.session.submit(updated.id)
-        self._after_action(
-            updated.id,
-            "Accepted anyway; queued for sending." if sent else "Accepted anyway.",
-        )
+        question = f"Send this photo to the record?\n\n{self._details_summary()}"
+        if not self._ask("Send photo", question):
+            self.action_message.setText("Not sent.")
+            return
+        try:
+            updated = self._save_details(record)
+        except (StorageError, ValueError, KeyError) as exc:
+            self.action_message.setText(f"Not saved: {exc}")
+            return
+        self._after_action(updated.id, self._send_through_policy(updated, "Details saved"))
 
     @Slot()
     def _on_confirm_reject(self) -> None:
         record = self.current
         if record is None or self.store is None:
             return
-        reason = self.override_reason.text().strip() or "confirmed: not usable"
         try:
-            self.store.review(record.id, "confirm_reject", self.reviewer(), reason)
+            self.store.review(record.id, "confirm_reject", self.reviewer(), CONFIRM_REJECT_REASON)
         except (StorageError, ValueError, KeyError) as exc:
             self.action_message.setText(f"Not saved: {exc}")
             return
-        self.override_reason.clear()
         self._after_action(record.id, "Rejection confirmed.")
+
+    def confirm_quit(self) -> bool:
+        """Before the staff window closes: True to go on. Photos accepted since this window
+        opened but not sent are listed in a Yes/No question (none: no question; with
+        ``SKIN_CAPTURE_NO_DIALOGS`` set, quit with a log line)."""
+        if self.store is None:
+            return True
+        try:
+            unsent = unsent_accepted_in_store(self.store, self.opened_utc)
+        except StorageError:
+            return True
+        question = quit_warning(unsent)
+        if not question:
+            return True
+        if os.environ.get(NO_DIALOGS_ENV):
+            logger.warning("quitting with %d accepted photo(s) not sent", len(unsent))
+            return True
+        answer = QMessageBox.question(
+            self.window(),
+            "Photos not sent",
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     @Slot()
     def _on_delete(self) -> None:
@@ -520,12 +693,17 @@ class GalleryWidget(QWidget):
         self.refresh()
         if not self.select(capture_id):
             self._show_record(None)
+        self._reset_decision(self.current)  # decided: nothing chosen carries over
+        self._update_actions()
         self.action_message.setText(message)
 
     @Slot()
     def _on_export_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export reviewed captures", "reviewed.csv", "CSV files (*.csv)"
+            self,
+            "Export reviewed captures",
+            str(user_documents_dir() / "reviewed.csv"),  # never the process's working directory
+            "CSV files (*.csv)",
         )
         if path:
             self.export_csv(Path(path))

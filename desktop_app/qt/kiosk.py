@@ -1,6 +1,9 @@
-"""The patient kiosk: full screen, large touch targets, step-by-step, auto-capture, no gallery or
-settings. Leaving needs the staff PIN; after a period without touches the screen is cleared for the
-next patient (nothing of the previous patient stays visible)."""
+"""The patient kiosk: full screen, large touch targets, step-by-step (body site, then the photo),
+auto-capture, plain words without numbers, no gallery or settings. Leaving needs the staff PIN;
+after a period without touches a countdown asks whether the patient is still there, then the
+screen is cleared for the next patient (nothing of the previous patient stays visible; a photo
+already taken stays in the store, in Review as "accepted, not sent"). What is said and which step
+is highlighted comes from ``core.kiosk_flow``."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -23,7 +27,19 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
-from desktop_app.core.gating import GateState, GateView
+from desktop_app.core.gating import GateView
+from desktop_app.core.kiosk_flow import (
+    BODY_SITE_HINT,
+    BODY_SITE_QUESTION,
+    KIOSK_BODY_SITES,
+    LIVE_WAITING,
+    STEP_UNCOVER,
+    STEPS,
+    IdleCountdown,
+    live_message,
+    live_step,
+    verdict_for,
+)
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.main_window import AppServices, make_session, start_session
 
@@ -33,12 +49,8 @@ TOUCH_HEIGHT = 96
 MAX_PIN_ATTEMPTS = 5
 PIN_LOCKOUT_S = 30.0
 THANKS_SECONDS = 8
-STEPS = (
-    "Uncover the skin and hold the camera about a hand's width away.",
-    "Put the spot in the middle of the picture. Good light, no shadow.",
-    "Hold still. The photo is taken by itself when it is sharp.",
-    "Check the photo and press Send.",
-)
+PIN_PAD_WIDTH = 560
+SITE_COLUMNS = 4
 STYLE = """
 QWidget#kiosk { background: #f5f7fa; }
 QPushButton { font-size: 26px; padding: 12px 28px; border-radius: 14px;
@@ -52,6 +64,11 @@ QLabel#title { font-size: 40px; font-weight: bold; }
 QLabel#step { font-size: 22px; padding: 8px 12px; border-radius: 10px; }
 QLabel#stepActive { font-size: 22px; padding: 8px 12px; border-radius: 10px;
                     background: #dbe9ff; font-weight: bold; }
+QLabel#patientMessage { font-size: 28px; font-weight: bold; padding: 8px; }
+QLabel#siteChosen { font-size: 20px; color: #3d4a5c; }
+QPushButton#site { font-size: 22px; padding: 8px 10px; }
+QFrame#idleWarning { background: #fff3cd; border: 2px solid #e0a800; border-radius: 14px; }
+QLabel#idleText { font-size: 30px; font-weight: bold; color: #5c4400; }
 QLineEdit { font-size: 28px; padding: 10px; border-radius: 10px; border: 2px solid #9fb3c8; }
 QProgressBar { height: 24px; border-radius: 10px; background: #dde3ea; text-align: center; }
 QProgressBar::chunk { background: #2e8b57; border-radius: 10px; }
@@ -62,6 +79,7 @@ THANKS_QUEUED = "Thank you.\nYour photo is saved and queued for the clinic."
 THANKS_NEEDS_STAFF = (
     "Thank you.\nYour photo is saved.\nPlease tell a staff member: they need to send it for you."
 )
+
 
 class _ActivityFilter(QObject):
     """Restarts the idle timer on any touch, click or key anywhere in the app."""
@@ -96,6 +114,11 @@ class PinPad(QWidget):
         self.entry.setMaxLength(12)
         self.message = QLabel("Staff PIN to leave the kiosk")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # one line of fixed height: the keys never move when the message changes
+        font = QFont(self.message.font())
+        font.setPixelSize(26)
+        font.setBold(True)
+        self.message.setFixedHeight(QFontMetrics(font).height() + 16)
         self.message.setStyleSheet("font-size: 26px; font-weight: bold;")
         self.ok_button = QPushButton("OK")
         self.cancel_button = QPushButton("Cancel")
@@ -120,7 +143,8 @@ class PinPad(QWidget):
         column.addWidget(self.cancel_button)
         pad = QWidget()
         pad.setLayout(column)
-        pad.setMaximumWidth(560)
+        pad.setFixedWidth(PIN_PAD_WIDTH)  # the keys stay put whatever the message says
+        self.pad = pad
         layout = QVBoxLayout(self)
         layout.addStretch(1)
         layout.addWidget(pad, 0, Qt.AlignmentFlag.AlignHCenter)
@@ -150,6 +174,8 @@ class KioskWindow(QWidget):
         self.failed_pin_attempts = 0
         self.locked_until = 0.0
         self.resets = 0
+        self.body_site = ""
+        self.countdown = IdleCountdown()
 
         self.session = make_session(
             services,
@@ -160,6 +186,7 @@ class KioskWindow(QWidget):
         )
         self.pages = QStackedWidget()
         self._build_welcome()
+        self._build_site()
         self._build_capture()
         self._build_thanks()
         self.pin_pad = PinPad()
@@ -169,6 +196,7 @@ class KioskWindow(QWidget):
         top = QHBoxLayout()
         top.addStretch(1)
         top.addWidget(self.staff_button)
+        self._build_idle_warning()
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.pages, 1)
@@ -181,6 +209,9 @@ class KioskWindow(QWidget):
         self.thanks_timer.setSingleShot(True)
         self.thanks_timer.setInterval(THANKS_SECONDS * 1000)
         self.thanks_timer.timeout.connect(self.reset_for_next_patient)
+        self.countdown_timer = QTimer(self)
+        self.countdown_timer.setInterval(1000)
+        self.countdown_timer.timeout.connect(self._on_countdown_tick)
         self._activity = _ActivityFilter(self._on_activity)
         app = QApplication.instance()
         if app is not None:
@@ -190,6 +221,8 @@ class KioskWindow(QWidget):
         self.take_button.clicked.connect(self._on_take_photo)
         self.send_button.clicked.connect(self._on_send)
         self.again_button.clicked.connect(self._on_try_again)
+        self.site_back_button.clicked.connect(self._on_site_back)
+        self.still_here_button.clicked.connect(self._on_still_here)
         self.staff_button.clicked.connect(self._on_staff)
         self.pin_pad.ok_button.clicked.connect(self._on_pin_ok)
         self.pin_pad.entry.returnPressed.connect(self._on_pin_ok)
@@ -244,15 +277,84 @@ class KioskWindow(QWidget):
         layout.addStretch(2)
         self.pages.addWidget(self.welcome_page)
 
+    def _build_site(self) -> None:
+        """The body-site step: one large button per site of the staff window's list."""
+        self.site_page = QWidget()
+        title = QLabel(BODY_SITE_QUESTION)
+        title.setObjectName("title")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint = QLabel(BODY_SITE_HINT)
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setStyleSheet("font-size: 22px;")
+        grid = QGridLayout()
+        grid.setSpacing(12)
+        self.site_buttons: dict[str, QPushButton] = {}
+        for i, site in enumerate(KIOSK_BODY_SITES):
+            button = QPushButton(site)
+            button.setObjectName("site")
+            button.setMinimumHeight(76)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, chosen=site: self._on_site_chosen(chosen))
+            self.site_buttons[site] = button
+            grid.addWidget(button, i // SITE_COLUMNS, i % SITE_COLUMNS)
+        self.site_back_button = QPushButton("Back")
+        self.site_back_button.setObjectName("secondary")
+        self.site_back_button.setMinimumHeight(76)
+        self.site_back_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        last = len(KIOSK_BODY_SITES)
+        grid.addWidget(self.site_back_button, last // SITE_COLUMNS, SITE_COLUMNS - 1)
+        layout = QVBoxLayout(self.site_page)
+        layout.addWidget(title)
+        layout.addWidget(hint)
+        layout.addSpacing(8)
+        layout.addLayout(grid)
+        layout.addStretch(1)
+        self.pages.addWidget(self.site_page)
+
+    def _build_idle_warning(self) -> None:
+        # floats over the top of the page (not in the layout): the page keeps its size and
+        # everything on it stays where the patient left it
+        self.idle_warning = QFrame(self)
+        self.idle_warning.setObjectName("idleWarning")
+        self.idle_text = QLabel("")
+        self.idle_text.setObjectName("idleText")
+        self.still_here_button = QPushButton("I am still here")
+        self.still_here_button.setMinimumHeight(TOUCH_HEIGHT)
+        self.still_here_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        row = QHBoxLayout(self.idle_warning)
+        row.addWidget(self.idle_text, 1)
+        row.addWidget(self.still_here_button)
+        self.idle_warning.hide()
+
+    def _place_idle_warning(self) -> None:
+        width = min(self.width() - 40, 1100)
+        height = self.idle_warning.sizeHint().height()
+        self.idle_warning.setGeometry((self.width() - width) // 2, 56, width, height)
+        self.idle_warning.raise_()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_idle_warning()
+
     def _build_capture(self) -> None:
         self.capture_page = QWidget()
         self.live = LiveCaptureView(self.session, large=True)
         self.live.frame_view.set_overlay_visible(self.settings.show_heat_overlay)
+        # patients get plain words from core.kiosk_flow, not the staff score bar and cues
+        self.live.guidance.hide()
+        self.live.score_bar.hide()
+        self.patient_message = QLabel(LIVE_WAITING)
+        self.patient_message.setObjectName("patientMessage")
+        self.patient_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.patient_message.setWordWrap(True)
         self.step_labels = []
         steps = QVBoxLayout()
         heading = QLabel("Steps")
         heading.setObjectName("title")
         steps.addWidget(heading)
+        self.site_label = QLabel("")
+        self.site_label.setObjectName("siteChosen")
+        steps.addWidget(self.site_label)
         for number, text in enumerate(STEPS, start=1):
             label = QLabel(f"{number}. {text}")
             label.setWordWrap(True)
@@ -275,8 +377,11 @@ class KioskWindow(QWidget):
         side = QWidget()
         side.setLayout(steps)
         side.setFixedWidth(440)
+        picture = QVBoxLayout()
+        picture.addWidget(self.live, 1)
+        picture.addWidget(self.patient_message)
         row = QHBoxLayout(self.capture_page)
-        row.addWidget(self.live, 1)
+        row.addLayout(picture, 1)
         row.addWidget(side)
         self.pages.addWidget(self.capture_page)
 
@@ -305,11 +410,12 @@ class KioskWindow(QWidget):
         self.again_button.hide()
         self.progress.show()
         self.progress.setValue(0)
-        self._set_step(0)
+        self.patient_message.setText(LIVE_WAITING)
+        self._set_step(STEP_UNCOVER)
 
     # ---- flow ------------------------------------------------------------------------------
     def _capture_context(self) -> CaptureContext:
-        return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), "", "")
+        return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), self.body_site, "")
 
     def _capture_blocker(self) -> str:
         if self.pages.currentWidget() is not self.capture_page or self.outcome is not None:
@@ -318,6 +424,20 @@ class KioskWindow(QWidget):
 
     @Slot()
     def _on_start(self) -> None:
+        """Start: first the body-site step."""
+        self.body_site = ""
+        self.pages.setCurrentWidget(self.site_page)
+
+    @Slot()
+    def _on_site_back(self) -> None:
+        """Back to the welcome page (the check-in number typed stays)."""
+        self.body_site = ""
+        self.pages.setCurrentWidget(self.welcome_page)
+
+    def _on_site_chosen(self, site: str) -> None:
+        """A body site was chosen: on to the photo."""
+        self.body_site = site
+        self.site_label.setText(f"Photo of: {site}")
         self._on_try_again()
         self.pages.setCurrentWidget(self.capture_page)
 
@@ -326,7 +446,8 @@ class KioskWindow(QWidget):
         if self.outcome is not None:
             return
         self.progress.setValue(round(view.auto_capture_progress * 100))
-        self._set_step(2 if view.state == GateState.GOOD else 1)
+        self.patient_message.setText(live_message(view))
+        self._set_step(live_step(view))
 
     @Slot()
     def _on_take_photo(self) -> None:
@@ -349,7 +470,15 @@ class KioskWindow(QWidget):
         self.progress.hide()
         self.again_button.show()
         self.send_button.setVisible(outcome.can_submit and self.session.queue is not None)
-        self._set_step(3 if outcome.can_submit else 1)
+        verdict = verdict_for(
+            outcome.judgement.accepted,
+            outcome.judgement.score,
+            outcome.result.reasons if outcome.result is not None else {},
+            outcome.record is not None,
+            outcome.can_submit,
+        )
+        self.patient_message.setText(verdict.message)
+        self._set_step(verdict.step)
 
     @Slot()
     def _on_send(self) -> None:
@@ -378,20 +507,56 @@ class KioskWindow(QWidget):
 
     # ---- idle reset ------------------------------------------------------------------------
     def _on_activity(self) -> None:
+        """Any touch: the patient is there (the warning, if shown, goes away)."""
         self.idle_timer.start()
+        if self.countdown.running:
+            self._on_still_here()
 
     @Slot()
     def _on_idle_timeout(self) -> None:
+        """No touch for the idle time: with something of a patient on screen, warn and count
+        down before clearing it."""
+        if self.countdown.running:
+            return
         if self.pages.currentWidget() is not self.welcome_page or self.code_edit.text():
+            logger.info("kiosk idle: asking whether the patient is still there")
+            self.countdown.start()
+            self.idle_text.setText(self.countdown.text)
+            self._place_idle_warning()
+            self.idle_warning.show()
+            self.countdown_timer.start()
+            return
+        self.idle_timer.start()
+
+    @Slot()
+    def _on_countdown_tick(self) -> None:
+        """One second of the warning gone; at zero the screen is cleared."""
+        if self.countdown.tick():
             logger.info("kiosk idle: clearing the screen for the next patient")
             self.reset_for_next_patient()
+            self.idle_timer.start()
+            return
+        self.idle_text.setText(self.countdown.text)
+
+    @Slot()
+    def _on_still_here(self) -> None:
+        """The patient is still there: back to where they were."""
+        self._stop_countdown()
         self.idle_timer.start()
+
+    def _stop_countdown(self) -> None:
+        self.countdown.stop()
+        self.countdown_timer.stop()
+        self.idle_warning.hide()
 
     @Slot()
     def reset_for_next_patient(self) -> None:
         """Forget everything about the current patient on screen and show the welcome page."""
         self.thanks_timer.stop()
+        self._stop_countdown()
         self.outcome = None
+        self.body_site = ""
+        self.site_label.setText("")
         self.code_edit.clear()
         self.pin_pad.entry.clear()
         self.live.clear_for_next_patient("")
@@ -451,6 +616,7 @@ class KioskWindow(QWidget):
             app.removeEventFilter(self._activity)
         self.idle_timer.stop()
         self.thanks_timer.stop()
+        self.countdown_timer.stop()
         self.closed_cleanly = self.session.shutdown()
         if self.services.store is not None:
             self.services.store.close()

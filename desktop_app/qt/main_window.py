@@ -235,6 +235,7 @@ class MainWindow(QMainWindow):
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
         self.import_error = ""  # hot folder: the last file that could not be read
+        self.unlocked = False  # True: close without asking (OS signal, tests), as in the kiosk
         self._frames_at_last_tick = 0
 
         self.session = make_session(
@@ -898,6 +899,9 @@ class MainWindow(QMainWindow):
 
     # ---- shutdown --------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.unlocked and not self.gallery.confirm_quit():  # accepted photos unsent
+            event.ignore()
+            return
         self._fps_timer.stop()
         self.closed_cleanly = self.session.shutdown()
         if self.services.store is not None:
