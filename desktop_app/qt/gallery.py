@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.gating import guidance_for
 from desktop_app.core.inference import QualityResult
+from desktop_app.core.resources import user_documents_dir
 from desktop_app.core.review import (
     COMPLETABLE_STATES,
     CONFIRM_REJECT_REASON,
@@ -44,7 +45,6 @@ from desktop_app.core.review import (
     send_blocker,
     unsent_accepted_in_store,
 )
-from desktop_app.core.resources import user_documents_dir
 from desktop_app.core.settings import BODY_SITES, AppSettings
 from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError, utc_now
 from desktop_app.core.submission import QueueStatus
