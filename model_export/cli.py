@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
 
-    from model_export import baselines, build_data, ceiling, generalisation, reason_eval
+    from model_export.data import build_data
+    from model_export.evaluation import baselines, ceiling, generalisation, reason_eval
 
     build_data.add_parser(sub)
     build_data.add_sample_parser(sub)
@@ -182,10 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.verbose)
     from model_export.config import ConfigError
-    from model_export.data import DatasetError
-    from model_export.export import ExportCheckError
-    from model_export.streaming import StreamingError
-    from model_export.train import TrainingError
+    from model_export.data.dataset import DatasetError
+    from model_export.export.run import ExportCheckError
+    from model_export.model.streaming import StreamingError
+    from model_export.training.train import TrainingError
 
     try:
         return _dispatch(args)
@@ -210,7 +211,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config = load_config(args.config, _config_overrides(args))
         if args.command == "train":
-            from model_export.train import train
+            from model_export.training.train import train
 
             result = train(
                 config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
@@ -222,7 +223,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         if args.command == "extract":
             return _extract(config, progress)
-        from model_export.compare import compare_pooling, format_comparison
+        from model_export.evaluation.compare import compare_pooling, format_comparison
 
         results = compare_pooling(
             config, args.poolings, args.seeds, progress=progress, restart=args.restart
@@ -230,7 +231,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(format_comparison(results, len(args.seeds)))
         return 0
     if args.command == "evaluate":
-        from model_export.evaluate import evaluate_run, format_report
+        from model_export.evaluation.evaluate import evaluate_run, format_report
 
         report = evaluate_run(
             args.run,
@@ -244,7 +245,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
         return 0
     if args.command == "export":
-        from model_export.export import export_run
+        from model_export.export.run import export_run
 
         result = export_run(
             args.run,
@@ -279,7 +280,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "stream":
         from desktop_app.core.image_io import iter_image_files
-        from model_export.streaming import stream_model_file
+        from model_export.model.streaming import stream_model_file
 
         images = []
         if args.check_images is not None:
@@ -293,7 +294,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "bench-extractor":
-        from model_export.features import bench_extractors
+        from model_export.bench.extractors import bench_extractors
 
         print(
             json.dumps(
@@ -308,9 +309,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _extract(config: Any, progress: bool) -> int:
-    from model_export.data import load_datasets
-    from model_export.features import build_trunk
-    from model_export.train import make_cache, pick_device
+    from model_export.data.dataset import load_datasets
+    from model_export.model.features import build_trunk
+    from model_export.training.train import make_cache, pick_device
 
     dataset = load_datasets(config.csv, config.k_levels, config.acceptable_level, config.reasons)
     device = pick_device(config.device)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export import build_data
-from model_export import degradations as deg
+from model_export.data import build_data
+from model_export.data import degradations as deg
 
 
 def fake_manifest() -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from desktop_app.core.model_meta import REASON_NAMES_V1
-from model_export import degradations as deg
+from model_export.data import degradations as deg
 
 H, W = 120, 200
 

@@ -134,7 +134,7 @@ def test_youden_threshold_interval_is_nan_without_both_classes() -> None:
 
 
 def test_decision_agreement_counts_each_kind_of_flip() -> None:
-    from model_export.export import decision_agreement
+    from model_export.export.run import decision_agreement
 
     labels = np.array([1, 1, 0, 0, 1, 0])
     fp32 = np.array([True, True, False, False, False, True])
@@ -152,7 +152,7 @@ def test_decision_agreement_counts_each_kind_of_flip() -> None:
 
 
 def test_report_line_shows_the_threshold_interval_only_when_it_exists() -> None:
-    from model_export.evaluate import format_report
+    from model_export.evaluation.evaluate import format_report
 
     threshold = {"value": 0.65, "method": "youden", "chosen_on": "val", "ci95": [0.55, 0.81]}
     shown = format_report({"threshold": threshold, "splits": {}}).splitlines()[0]

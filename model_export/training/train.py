@@ -3,7 +3,8 @@
 Two modes, chosen by ``trainable_blocks`` in the config:
 
 * ``0`` (default; what a 2-core CPU can do): the VGG16 trunk is frozen; each image's patch
-  descriptors ``[N, 2944]`` are computed once and cached (:mod:`model_export.features`), and only
+  descriptors ``[N, 2944]`` are computed once and cached
+  (:mod:`model_export.model.features`), and only
   the head (~0.8 M parameters) is trained, on padded batches of bags ``[B, N_max, 2944]``.
 * ``> 0`` (a GPU): the last ``trainable_blocks`` VGG blocks are fine-tuned end to end together
   with the head, on patches tiled from the images every epoch (no cache). On a CPU this works but
@@ -31,8 +32,10 @@ import torch
 from torch import Tensor
 
 from model_export.config import TrainConfig
-from model_export.data import RatedDataset, assign_splits, load_datasets
-from model_export.features import (
+from model_export.data.dataset import RatedDataset, assign_splits, load_datasets
+from model_export.data.reason_targets import apply_expected_reason_targets
+from model_export.metrics import roc_auc
+from model_export.model.features import (
     Bag,
     FeatureCache,
     build_trunk,
@@ -40,10 +43,8 @@ from model_export.features import (
     state_hash,
     tile_image,
 )
-from model_export.losses import coral_loss, cumulative_targets, reason_loss
-from model_export.metrics import roc_auc
-from model_export.model import PatchMILQualityNet, QualityHead, VGG16Trunk
-from model_export.reason_targets import apply_expected_reason_targets
+from model_export.model.losses import coral_loss, cumulative_targets, reason_loss
+from model_export.model.network import PatchMILQualityNet, QualityHead, VGG16Trunk
 
 logger = logging.getLogger(__name__)
 

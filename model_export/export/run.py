@@ -8,10 +8,11 @@
    convolutions are quantized (>99 % of the compute); the small head (attention softmax, CORAL
    thresholds) stays fp32. Its validation AUC must be within ``max_auc_drop`` of fp32's.
 3. Both graphs are then rewritten so that the trunk runs one patch at a time inside an ONNX
-   ``Loop`` (:mod:`model_export.streaming`; same inputs, outputs and arithmetic, a fraction of the
+   ``Loop`` (:mod:`model_export.model.streaming`;
+   same inputs, outputs and arithmetic, a fraction of the
    activation memory); every check above runs on the rewritten files that are shipped.
 4. A model card (Markdown) and ``NAME-torch.pt`` (head weights + architecture, for
-   ``model_export.bench_torch``).
+   ``model_export.bench.bench_torch``).
 
 A model that fails a check is not written (the files are built in a temporary folder and only
 moved into place when every check passed).
@@ -44,13 +45,17 @@ from desktop_app.core.model_meta import (
     OrdinalSpec,
 )
 from model_export.config import TrainConfig
-from model_export.distil import DistilBag, distil_head, score_gap
-from model_export.evaluate import evaluate_run, load_eval_dataset, threshold_interval_text
-from model_export.features import tile_image
+from model_export.evaluation.evaluate import (
+    evaluate_run,
+    load_eval_dataset,
+    threshold_interval_text,
+)
 from model_export.metrics import confusion_at, roc_auc, youden_threshold
-from model_export.model import PatchMILQualityNet, QualityHead
-from model_export.streaming import descriptor_session, find_trunk_output, write_streamed
-from model_export.train import (
+from model_export.model.features import tile_image
+from model_export.model.network import PatchMILQualityNet, QualityHead
+from model_export.model.streaming import descriptor_session, find_trunk_output, write_streamed
+from model_export.training.distil import DistilBag, distil_head, score_gap
+from model_export.training.train import (
     TrainingError,
     load_checkpoint,
     make_cache,
@@ -478,7 +483,8 @@ def export_run(
     ``reason_thresholds``: per-reason decision thresholds (from ``reason-f1 --tune-on val``)
     folded into the reason outputs, so that the app's 0.5 cut-off applies each one.
     ``int8_distil_images``: > 0 gives the int8 file a head distilled on that many training
-    images' int8 descriptors (:mod:`model_export.distil`), kept only when it brings the int8
+    images' int8 descriptors (:mod:`model_export.training.distil`), kept only when it brings
+    the int8
     scores closer to fp32's on validation (no labels involved).
     ``model_version``: the version written into the files (default: the run config's), for a
     re-export that changes the shipped files but not the trained weights.

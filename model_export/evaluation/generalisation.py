@@ -1,7 +1,8 @@
 """How the quality gate does on photos and faults it was not fitted on, and the model built from
 the rated photos (``skin-capture-model generalisation``).
 
-The learner is ``model_export.rated_finetune``: an exported model's head fine-tuned on photos
+The learner is ``model_export.training.rated_finetune``:
+an exported model's head fine-tuned on photos
 rated by people. Every number here is measured on photos rated by people (``rated/``,
 ``rated2/``). What is held out, and from what:
 
@@ -34,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export.rated import (
+from model_export.data.rated import (
     RatedPhoto,
     load_rated_photos,
     operating_threshold,
     source_groups,
 )
-from model_export.rated_finetune import FineTuneConfig, fine_tune, predict, rated_bags
+from model_export.training.rated_finetune import FineTuneConfig, fine_tune, predict, rated_bags
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ def run_generalisation(
 
     from desktop_app.core.image_io import load_rgb
     from desktop_app.core.inference import QualityEngine
-    from model_export.rated_finetune import head_from_onnx
+    from model_export.training.rated_finetune import head_from_onnx
 
     photos = load_rated_photos(shared_data)
     bags = _cached_bags(photos, model_path, out_dir / "cache")
@@ -498,7 +499,7 @@ def write_tuned_model(
     import onnx
 
     from desktop_app.core.model_meta import METADATA_KEY, ModelMeta
-    from model_export.rated_finetune import write_head
+    from model_export.training.rated_finetune import write_head
 
     model = onnx.load(str(model_path))
     props = {p.key: p.value for p in model.metadata_props}
@@ -619,7 +620,7 @@ def evaluate_model_file(model_path: Path, csv_path: Path) -> dict[str, Any]:
 
 def load_rated_set_csv(csv_path: Path) -> list[RatedPhoto]:
     """A training-format CSV read as rated photos (faults from its ``fault`` column if any)."""
-    from model_export.rated import load_rated_set
+    from model_export.data.rated import load_rated_set
 
     return load_rated_set(csv_path.parent, csv_path.parent.name, csv_path.name)
 

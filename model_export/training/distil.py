@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_export.model import QualityHead
+from model_export.model.network import QualityHead
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from scipy import special
 
-from model_export.raters import is_good
+from model_export.data.raters import is_good
 
 logger = logging.getLogger(__name__)
 

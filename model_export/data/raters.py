@@ -1,6 +1,6 @@
 """Simulated raters, calibrated on the 200 really rated photos in ``../shared/data/rated``.
 
-Model: every measured fault component (family, strength; see :mod:`model_export.degradations`)
+Model: every measured fault component (family, strength; see :mod:`model_export.data.degradations`)
 lowers the expected rating along a per-family logistic curve
 
     mu_family(x) = LO + (HI - LO) / (1 + exp((x - x50) / width))
@@ -8,7 +8,8 @@ lowers the expected rating along a per-family logistic curve
 fitted on the rated photos of that family (strength measured the same way, from the rated image
 and its source). The drops ``HI - mu_family(x)`` of all components of one image combine as a
 Minkowski sum (exponent 2: one bad fault dominates, several moderate ones add up) and are taken
-off the original's own expected rating ``mu0`` (cue-informed, see :mod:`model_export.build_data`).
+off the original's own expected rating ``mu0`` (cue-informed, see
+:mod:`model_export.data.build_data`).
 Each of four raters then reports ``clip(round(mu + bias_j + N(0, sigma_j)), 1, 5)``; bias and
 sigma are the real raters' (from ratings.csv). A reason is named when its component's drop
 reaches ``notice_drop`` for at least two raters (each with the same rater noise), which is how
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 from scipy import optimize, stats
 
-from model_export import degradations as deg
+from model_export.data import degradations as deg
 
 logger = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_export import degradations as deg
-from model_export import raters
+from model_export.data import degradations as deg
+from model_export.data import raters
 
 logger = logging.getLogger(__name__)
 

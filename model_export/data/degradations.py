@@ -5,7 +5,7 @@ Every fault takes a uint8 RGB image ``[H, W, 3]``, a severity ``s`` in [0, 1] (0
 and returns a :class:`Degraded`: the new uint8 RGB image of exactly the same shape, the canonical
 reason names the fault can cause, its parameters, and ``strength``: a measured, recipe-agnostic
 number for how strong the fault came out on *this* image (the quantity the simulated raters were
-calibrated on, see :mod:`model_export.raters`).
+calibrated on, see :mod:`model_export.data.raters`).
 
 Physics: optics (defocus, camera shake), exposure, sensor noise, white balance and flash light are
 simulated in linear light (sRGB decoded, processed, re-encoded). Geometric faults never pad: crops

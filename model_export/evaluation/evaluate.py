@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from model_export.config import TrainConfig
-from model_export.data import RatedDataset, load_datasets
+from model_export.data.dataset import RatedDataset, load_datasets
 from model_export.metrics import (
     binary_report,
     calibration_bins,
@@ -29,8 +29,8 @@ from model_export.metrics import (
     youden_threshold,
     youden_threshold_ci,
 )
-from model_export.model import PatchMILQualityNet
-from model_export.train import (
+from model_export.model.network import PatchMILQualityNet
+from model_export.training.train import (
     BagData,
     TrainingError,
     load_checkpoint,
