@@ -211,101 +211,121 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config = load_config(args.config, _config_overrides(args))
         if args.command == "train":
-            from model_export.training.train import train
-
-            result = train(
-                config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
-            )
-            print(
-                f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
-                f"run in {result.out_dir}"
-            )
-            return 0
+            return _train(args, config, progress)
         if args.command == "extract":
             return _extract(config, progress)
-        from model_export.evaluation.compare import compare_pooling, format_comparison
+        return _compare_pooling(args, config, progress)
+    handlers = {
+        "evaluate": _evaluate,
+        "export": _export,
+        "stream": _stream,
+        "bench-extractor": _bench_extractor,
+    }
+    if args.command not in handlers:
+        raise AssertionError(args.command)
+    return handlers[args.command](args, progress)
 
-        results = compare_pooling(
-            config, args.poolings, args.seeds, progress=progress, restart=args.restart
-        )
-        print(format_comparison(results, len(args.seeds)))
-        return 0
-    if args.command == "evaluate":
-        from model_export.evaluation.evaluate import evaluate_run, format_report
 
-        report = evaluate_run(
-            args.run,
-            args.checkpoint,
-            args.external,
-            args.out,
-            n_boot=args.bootstrap,
-            threshold=args.threshold,
-            progress=progress,
-        )
-        print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
-        return 0
-    if args.command == "export":
-        from model_export.export.run import export_run
+def _train(args: argparse.Namespace, config: Any, progress: bool) -> int:
+    from model_export.training.train import train
 
-        result = export_run(
-            args.run,
-            args.out,
-            args.name,
-            args.checkpoint,
-            tol=args.tolerance,
-            max_auc_drop=args.max_auc_drop,
-            calibration_images=args.calibration_images,
-            max_check_images=args.max_check_images,
-            int8=not args.no_int8,
-            reduce_range=not args.full_range,
-            fp32_first_convs=args.fp32_first_convs,
-            stream_chunk=args.stream_chunk,
-            reason_thresholds=(
-                json.loads(args.reason_thresholds.read_text(encoding="utf-8"))
-                if args.reason_thresholds
-                else None
-            ),
-            int8_threshold=args.int8_threshold,
-            int8_distil_images=args.int8_distil_images,
-            model_version=args.model_version,
-            progress=progress,
-        )
-        print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
-        if result.int8_path is not None and result.auc_int8 is not None:
-            print(
-                f"int8: {result.int8_path} (validation AUC {result.auc_int8:.4f} vs fp32 "
-                f"{result.auc_fp32:.4f})"
-            )
-        print(f"model card: {result.card_path}")
-        return 0
-    if args.command == "stream":
-        from desktop_app.core.image_io import iter_image_files
-        from model_export.model.streaming import stream_model_file
+    result = train(
+        config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
+    )
+    print(
+        f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
+        f"run in {result.out_dir}"
+    )
+    return 0
 
-        images = []
-        if args.check_images is not None:
-            images = sorted(iter_image_files([args.check_images]))[: args.max_check_images]
-        diffs = stream_model_file(args.model, args.out, args.chunk, images, args.tolerance)
+
+def _compare_pooling(args: argparse.Namespace, config: Any, progress: bool) -> int:
+    from model_export.evaluation.compare import compare_pooling, format_comparison
+
+    results = compare_pooling(
+        config, args.poolings, args.seeds, progress=progress, restart=args.restart
+    )
+    print(format_comparison(results, len(args.seeds)))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.evaluation.evaluate import evaluate_run, format_report
+
+    report = evaluate_run(
+        args.run,
+        args.checkpoint,
+        args.external,
+        args.out,
+        n_boot=args.bootstrap,
+        threshold=args.threshold,
+        progress=progress,
+    )
+    print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
+    return 0
+
+
+def _export(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.export.run import export_run
+
+    result = export_run(
+        args.run,
+        args.out,
+        args.name,
+        args.checkpoint,
+        tol=args.tolerance,
+        max_auc_drop=args.max_auc_drop,
+        calibration_images=args.calibration_images,
+        max_check_images=args.max_check_images,
+        int8=not args.no_int8,
+        reduce_range=not args.full_range,
+        fp32_first_convs=args.fp32_first_convs,
+        stream_chunk=args.stream_chunk,
+        reason_thresholds=(
+            json.loads(args.reason_thresholds.read_text(encoding="utf-8"))
+            if args.reason_thresholds
+            else None
+        ),
+        int8_threshold=args.int8_threshold,
+        int8_distil_images=args.int8_distil_images,
+        model_version=args.model_version,
+        progress=progress,
+    )
+    print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
+    if result.int8_path is not None and result.auc_int8 is not None:
         print(
-            f"{args.out}: trunk streamed {args.chunk} patch(es) per pass; checked on "
-            f"{len(images)} images at both grids: max |output diff| "
-            f"{diffs['max_abs_output_diff']:.2e}, max |score diff| "
-            f"{diffs['max_abs_score_diff']:.2e}"
+            f"int8: {result.int8_path} (validation AUC {result.auc_int8:.4f} vs fp32 "
+            f"{result.auc_fp32:.4f})"
         )
-        return 0
-    if args.command == "bench-extractor":
-        from model_export.bench.extractors import bench_extractors
+    print(f"model card: {result.card_path}")
+    return 0
 
-        print(
-            json.dumps(
-                bench_extractors(
-                    args.weights, args.patch_size, args.batch, args.runs, args.threads, args.int8
-                ),
-                indent=2,
-            )
-        )
-        return 0
-    raise AssertionError(args.command)
+
+def _stream(args: argparse.Namespace, progress: bool) -> int:
+    from desktop_app.core.image_io import iter_image_files
+    from model_export.model.streaming import stream_model_file
+
+    images = []
+    if args.check_images is not None:
+        images = sorted(iter_image_files([args.check_images]))[: args.max_check_images]
+    diffs = stream_model_file(args.model, args.out, args.chunk, images, args.tolerance)
+    print(
+        f"{args.out}: trunk streamed {args.chunk} patch(es) per pass; checked on "
+        f"{len(images)} images at both grids: max |output diff| "
+        f"{diffs['max_abs_output_diff']:.2e}, max |score diff| "
+        f"{diffs['max_abs_score_diff']:.2e}"
+    )
+    return 0
+
+
+def _bench_extractor(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.bench.extractors import bench_extractors
+
+    result = bench_extractors(
+        args.weights, args.patch_size, args.batch, args.runs, args.threads, args.int8
+    )
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def _extract(config: Any, progress: bool) -> int:

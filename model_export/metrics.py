@@ -238,7 +238,7 @@ def binary_report(
         )
     )
 
-    def with_ci(k: int, n: int) -> dict[str, float | int]:
+    def with_ci(k: int, n: int) -> dict[str, Any]:
         lo, hi = wilson_ci(k, n)
         return {"value": _ratio(k, n), "ci95": [lo, hi], "k": k, "n": n}
 

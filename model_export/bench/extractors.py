@@ -49,12 +49,12 @@ def bench_extractors(
 
     results: dict[str, float] = {}
     results["torch_eager_fp32"] = best_ms(TorchExtractor(trunk))
-    cl_trunk = build_trunk(source).to(memory_format=torch.channels_last)
+    cl_trunk = build_trunk(source).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def channels_last(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return cl_trunk(t).numpy()
+            return np.asarray(cl_trunk(t).numpy())
 
     results["torch_eager_fp32_channels_last"] = best_ms(channels_last)
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,7 +67,7 @@ class RatedImage:
         """float32 ``[K-1]``: fraction of this image's raters with rating > k, k = 1..K-1."""
         rated = self.ratings[~np.isnan(self.ratings)]
         ks = np.arange(1, k_levels, dtype=np.float64)
-        return (rated[None, :] > ks[:, None]).mean(axis=1).astype(np.float32)
+        return np.asarray((rated[None, :] > ks[:, None]).mean(axis=1), dtype=np.float32)
 
 
 @dataclass

@@ -107,14 +107,14 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 def srgb_to_linear(image: np.ndarray) -> np.ndarray:
     """uint8 sRGB ``[H, W, 3]`` -> float32 linear light in [0, 1]."""
-    return _SRGB_TO_LINEAR_LUT[image]
+    return np.asarray(_SRGB_TO_LINEAR_LUT[image])
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     """float linear light ``[H, W, 3]`` (clipped to [0, 1]) -> uint8 sRGB."""
     x = np.clip(linear, 0.0, 1.0).astype(np.float32)
     srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
-    return np.clip(np.rint(srgb * 255.0), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(np.rint(srgb * 255.0), 0, 255), dtype=np.uint8)
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -127,7 +127,10 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise RuntimeError("JPEG decoding failed")
+    return np.ascontiguousarray(decoded[:, :, ::-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def ssim_loss(before: np.ndarray, after: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 def _scale(image: np.ndarray) -> float:
     """Pixel scale relative to a 640-pixel long side (kernel sizes follow the image size)."""
-    return max(image.shape[:2]) / 640.0
+    return float(max(image.shape[:2]) / 640.0)
 
 
 def psf_sigma(kernel: np.ndarray) -> float:
@@ -223,7 +226,7 @@ def disc_kernel(radius: float, supersample: int = 4) -> np.ndarray:
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
     fine = (xx * xx + yy * yy <= radius * radius).astype(np.float32)
     kernel = fine.reshape(2 * half + 1, supersample, 2 * half + 1, supersample).mean(axis=(1, 3))
-    return kernel / kernel.sum()
+    return np.asarray(kernel / kernel.sum())
 
 
 def shake_trajectory(length: float, rng: np.random.Generator, steps: int = 256) -> np.ndarray:
@@ -244,7 +247,7 @@ def shake_trajectory(length: float, rng: np.random.Generator, steps: int = 256) 
         position = position + velocity
         points[i] = position
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1).sum()
-    return (points - points.mean(axis=0)) * (length / max(seg, 1e-6))
+    return np.asarray((points - points.mean(axis=0)) * (length / max(seg, 1e-6)))
 
 
 def trajectory_kernel(points: np.ndarray) -> np.ndarray:
@@ -264,7 +267,7 @@ def trajectory_kernel(points: np.ndarray) -> np.ndarray:
         (1, 1, fx * fy),
     ):
         np.add.at(kernel, (y0 + dy, x0 + dx), w)
-    return (kernel / kernel.sum()).astype(np.float32)
+    return np.asarray(kernel / kernel.sum(), dtype=np.float32)
 
 
 def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -274,7 +277,7 @@ def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator
     noise = rng.normal(0, 1, small).astype(np.float32)
     field_ = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
     field_ = cv2.GaussianBlur(field_, (0, 0), sigma / 4 + 0.5)
-    return field_ / (np.abs(field_).max() + 1e-6)
+    return np.asarray(field_ / (np.abs(field_).max() + 1e-6))
 
 
 def _lesion_box(mask: np.ndarray | None) -> tuple[float, float, float] | None:
@@ -325,7 +328,7 @@ def _sensor(
     """Poisson shot noise + Gaussian read noise, per colour channel, on linear light [0, 1]."""
     electrons = rng.poisson(np.clip(linear, 0, None) * electrons_at_white).astype(np.float32)
     electrons += rng.normal(0.0, read_noise, linear.shape).astype(np.float32)
-    return electrons / electrons_at_white
+    return np.asarray(electrons / electrons_at_white)
 
 
 def _noise_sigma(clean: np.ndarray, noisy: np.ndarray) -> float:
@@ -754,7 +757,7 @@ def _occluder_mask(
         along = (xx if side < 2 else yy) / max(h, w)
         wave = depth * (1 + 0.15 * np.sin(2 * math.pi * (along * rng.uniform(1, 3) + rng.random())))
         m = np.clip((wave - coord) / 2.0 + 0.5, 0, 1)
-    return m.astype(np.float32)
+    return np.asarray(m, dtype=np.float32)
 
 
 def obstruction(
@@ -790,7 +793,7 @@ def obstruction(
                 cv2.LINE_AA,
                 shift=2,
             )
-        alpha = cv2.GaussianBlur(layer.astype(np.float32) / 255.0, (0, 0), 0.7)
+        alpha = np.asarray(cv2.GaussianBlur(layer.astype(np.float32) / 255.0, (0, 0), 0.7))
         level = int(rng.choice([20, 45, 90, 140]))
         colour = srgb_to_linear(np.full((1, 1, 3), level, np.uint8)).reshape(3)
         colour = colour * np.array([1.0, 0.85, 0.7], np.float32)
@@ -814,7 +817,7 @@ def obstruction(
             folds = 0.75 + 0.25 * _smooth_field((h, w), 0.1 * max(h, w), rng)
             paint = base[None, None, :] * (weave * folds)[:, :, None]
             blur_sigma = 0.006 * max(h, w) * rng.uniform(0.3, 1.5)
-        alpha = cv2.GaussianBlur(alpha, (0, 0), blur_sigma)
+        alpha = np.asarray(cv2.GaussianBlur(alpha, (0, 0), blur_sigma))
         paint = cv2.GaussianBlur(paint.astype(np.float32), (0, 0), blur_sigma)
     out_lin = lin * (1 - alpha[:, :, None]) + paint * alpha[:, :, None]
     out = linear_to_srgb(out_lin)
@@ -944,7 +947,7 @@ def lens_haze(
 def xx_yy_sum(h: int, w: int) -> np.ndarray:
     """(x + y) and (x - y) cross-hatch phase ``[H, W]`` for a simple weave texture."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.sin(xx + yy) + np.sin(xx - yy)
+    return np.asarray(np.sin(xx + yy) + np.sin(xx - yy))
 
 
 FaultFn = Callable[[np.ndarray, float, np.random.Generator, "np.ndarray | None"], Degraded]

@@ -270,7 +270,7 @@ def _quantize_convs_qdq(
         quantize_static,
     )
 
-    class Reader(CalibrationDataReader):
+    class Reader(CalibrationDataReader):  # type: ignore[misc]  # untyped onnxruntime base
         def __init__(self) -> None:
             self.items = iter(feeds)
 

@@ -49,6 +49,7 @@ def build_trunk(weights: str | Path, seed: int = 0) -> VGG16Trunk:
                     module.weight.copy_(
                         torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5
                     )
+                    assert module.bias is not None
                     module.bias.zero_()
         return trunk.eval()
     path = Path(weights)

@@ -110,7 +110,7 @@ def distil_head(
             )
             loss = distillation_loss(out, targets[i], patch_weight)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             total += float(loss.item())
         result.epoch_losses.append(total / len(bags))

@@ -218,13 +218,10 @@ class BagData:
     def batch(
         self, indices: list[int], patch_dropout: float = 0.0, rng: np.random.Generator | None = None
     ) -> Batch:
-        targets = dict(
-            cum_targets=self.cum_targets[indices],
-            reasons=self.reasons[indices],
-            labels=self.labels[indices],
-        )
+        targets = (self.cum_targets[indices], self.reasons[indices], self.labels[indices])
         if self.bags is not None:
-            descs, positions = [], []
+            descs: list[np.ndarray] = []
+            bag_positions: list[np.ndarray] = []
             for i in indices:
                 bag = self.bags[i]
                 keep = np.arange(bag.desc.shape[0])
@@ -234,9 +231,9 @@ class BagData:
                         chosen[rng.integers(keep.size)] = True
                     keep = keep[chosen]
                 descs.append(bag.desc[keep])
-                positions.append(bag.positions[keep])
-            desc, pos, mask = pad_bags(descs, positions)
-            return Batch(pos, mask, desc=desc, **targets)
+                bag_positions.append(bag.positions[keep])
+            desc, pos, mask = pad_bags(descs, bag_positions)
+            return Batch(pos, mask, *targets, desc=desc)
         patch_list, pos_list, counts = [], [], []
         for i in indices:
             patches, positions, _, _ = tile_image(
@@ -247,7 +244,7 @@ class BagData:
             counts.append(len(patches))
         dummy = [np.zeros((n, 1), np.float32) for n in counts]
         _, pos, mask = pad_bags(dummy, pos_list)
-        return Batch(pos, mask, patches=torch.cat(patch_list), counts=counts, **targets)
+        return Batch(pos, mask, *targets, patches=torch.cat(patch_list), counts=counts)
 
 
 def forward_batch(head: QualityHead, trunk: VGG16Trunk | None, batch: Batch) -> dict[str, Tensor]:
@@ -529,7 +526,7 @@ def train(
             out = forward_batch(head, trunk_train, batch)
             loss = batch_loss(out, batch, config.reason_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             epoch_loss += loss.item() * len(idx)
             seen += len(idx)
