@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     from model_export.config import ConfigError
     from model_export.data.dataset import DatasetError
-    from model_export.export.run import ExportCheckError
+    from model_export.export.onnx_graph import ExportCheckError
     from model_export.model.streaming import StreamingError
     from model_export.training.train import TrainingError
 

@@ -102,13 +102,20 @@ def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
             assert result.accepted == (result.score >= engine.threshold)
     int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", providers="cpu")
     assert int8.meta.precision == "int8" and int8.threshold == engine.threshold
+    # the int8 file's validation metrics are its own; other splits say they are fp32's
+    val8 = int8.meta.validation_metrics["val"]
+    assert val8["measured_on"].startswith("this int8 file") and val8["n"] > 0
+    assert 0.0 <= val8["auc"]["value"] <= 1.0
+    assert engine.meta.validation_metrics["val"]["measured_on"].startswith("the trained PyTorch")
+    assert "not re-measured" in int8.meta.validation_metrics["test"]["measured_on"]
     for name in ("tiny-fp32.onnx", "tiny-int8.onnx"):  # both shipped graphs stream the trunk
         assert is_streamed(onnx.load(str(exported / "export" / name)))
     assert abs(int8.score(wide).score - engine.score(wide).score) < 0.05
 
 
-def test_model_card(exported: Path) -> None:
+def test_model_card(exported: Path, workdir: Path) -> None:
     card = (exported / "export" / "tiny-model-card.md").read_text()
+    assert str(workdir) not in card  # no build machine's absolute paths
     for heading in ("## Intended use", "## Data", "## Method", "## Metrics", "## Limits"):
         assert heading in card
     assert "RANDOM initialisation" in card and "Licences" in card
@@ -138,7 +145,8 @@ def test_bench_torch_prints_one_json_line(
 
 
 def test_export_refuses_a_failing_model(exported: Path, tmp_path: Path) -> None:
-    from model_export.export.run import ExportCheckError, export_run
+    from model_export.export.onnx_graph import ExportCheckError
+    from model_export.export.run import export_run
 
     with pytest.raises(ExportCheckError, match="int8"):
         export_run(exported, tmp_path / "refused", max_auc_drop=-1.0, progress=False)
@@ -229,7 +237,8 @@ def model_from_checkpoint_trunk(config: object) -> dict[str, torch.Tensor]:
 def test_int8_head_distillation(exported: Path, tmp_path: Path) -> None:
     """The distilled int8 file: recorded in metadata and card, kept only when validation agrees
     better with fp32, over a quantized trunk identical to the plain int8 file's."""
-    from model_export.export.run import export_run, onnx_scores
+    from model_export.export.onnx_graph import onnx_scores
+    from model_export.export.run import export_run
 
     result = export_run(
         exported, tmp_path / "distil", int8_distil_images=6, model_version="9.9.9", progress=False

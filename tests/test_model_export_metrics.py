@@ -134,7 +134,7 @@ def test_youden_threshold_interval_is_nan_without_both_classes() -> None:
 
 
 def test_decision_agreement_counts_each_kind_of_flip() -> None:
-    from model_export.export.run import decision_agreement
+    from model_export.export.int8 import decision_agreement
 
     labels = np.array([1, 1, 0, 0, 1, 0])
     fp32 = np.array([True, True, False, False, False, True])

@@ -178,7 +178,7 @@ def test_onnx_export_matches_pytorch_for_every_pooling(
     tmp_path: Path, pooling: str, reason_pooling: str
 ) -> None:
     from desktop_app.core.model_meta import ModelMeta
-    from model_export.export.run import compare_with_torch, export_onnx
+    from model_export.export.onnx_graph import compare_with_torch, export_onnx
 
     torch.manual_seed(0)
     head = QualityHead(

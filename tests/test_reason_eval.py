@@ -77,7 +77,7 @@ def test_tuning_on_several_splits_pools_them(tmp_path: Path) -> None:
 
 def test_folded_thresholds_move_the_decision_point() -> None:
     torch = pytest.importorskip("torch")
-    from model_export.export.run import ExportCheckError, fold_reason_thresholds
+    from model_export.export.onnx_graph import ExportCheckError, fold_reason_thresholds
     from model_export.model.features import build_trunk
     from model_export.model.network import PatchMILQualityNet, QualityHead
 

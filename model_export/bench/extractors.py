@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from model_export.config import DEFAULT_WEIGHTS
-from model_export.export.run import quantize_trunk_int8_for_speed
+from model_export.export.int8 import quantize_trunk_int8_for_speed
 from model_export.model.features import OrtExtractor, TorchExtractor, build_trunk
 
 
