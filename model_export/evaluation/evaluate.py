@@ -30,15 +30,14 @@ from model_export.metrics import (
     youden_threshold_ci,
 )
 from model_export.model.network import PatchMILQualityNet
+from model_export.training.bags import BagData, predict
 from model_export.training.train import (
-    BagData,
     TrainingError,
     load_checkpoint,
     load_run_dataset,
     make_cache,
     model_from_checkpoint,
     pick_device,
-    predict,
 )
 
 logger = logging.getLogger(__name__)
