@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from model_export.data import degradations as deg
-from model_export.data import raters
+from model_export.data import fault_kit, raters, scene_faults
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def original_cues(image: np.ndarray) -> dict[str, float]:
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     mean_rgb = image.reshape(-1, 3).mean(axis=0)
     return {
-        "luminance": float(deg.luminance(image).mean()),
-        "clipped": deg.clipped_fraction(image),
+        "luminance": float(fault_kit.luminance(image).mean()),
+        "clipped": fault_kit.clipped_fraction(image),
         "detail_ratio": math.log2(energy(1.0) / energy(2.0)),
         "noise": noise,
         "skin": skin,
@@ -287,7 +287,7 @@ def apply_recipe(
     params: list[dict[str, Any]] = []
     current = image
     for name, severity in recipe:
-        fn = deg.reframe if name == "reframe" else deg.FAULTS[name]
+        fn = scene_faults.reframe if name == "reframe" else deg.FAULTS[name]
         result = fn(current, severity, rng, mask)
         # geometric faults move the lesion; later faults should not use a stale mask
         if name in ("off_centre", "zoom_out", "reframe"):
@@ -319,7 +319,7 @@ def process_item(item: Item) -> dict[str, Any] | None:
     degraded, components, params = apply_recipe(image, item.recipe, rng, mask)
     # a FUSeg photo's own lesion size is a (mild) distance fault; crops enlarge the lesion,
     # a zoom-out reports its own distance
-    distance = deg.lesion_distance(mask)
+    distance = scene_faults.lesion_distance(mask)
     if distance is not None and all(step["fault"] != "zoom_out" for step in params):
         for step in params:
             if step["fault"] in ("reframe", "off_centre"):

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from model_export.data import degradations as deg
+from model_export.data import fault_kit, scene_faults
 
 logger = logging.getLogger(__name__)
 
@@ -224,15 +225,15 @@ def measure(
     if family == "resolution":
         return family, -math.log2(float(params.split("=")[1]))
     if family == "dark":
-        return family, -deg.exposure_stops(source, rated)
+        return family, -fault_kit.exposure_stops(source, rated)
     if family == "bright":
-        return family, deg.washout(source, rated)
+        return family, fault_kit.washout(source, rated)
     if family == "glare":
-        return family, deg.highlight_fraction(source, rated)
+        return family, fault_kit.highlight_fraction(source, rated)
     if family == "colour":
-        return family, deg.colour_shift(source, rated)
+        return family, fault_kit.colour_shift(source, rated)
     if family == "compression":
-        return family, deg.ssim_loss(source, rated)
+        return family, fault_kit.ssim_loss(source, rated)
     if family == "framing":
         frac = float(params.split("=")[1])
         win = _locate_crop(source, rated, frac)
@@ -240,7 +241,7 @@ def measure(
         has_mask = mask is not None and bool(np.any(mask > 0))
         return (
             "framing" if has_mask else "framing_nomask",
-            deg.framing_strength(h, w, win, mask if has_mask else None),
+            scene_faults.framing_strength(h, w, win, mask if has_mask else None),
         )
     if family == "obstruction":
         changed = np.abs(source.astype(np.int16) - rated.astype(np.int16)).max(axis=2) > 25
