@@ -362,7 +362,7 @@ FAULTS: dict[str, FaultFn] = {
     "off_centre": off_centre,
     "zoom_out": zoom_out,
     "obstruction": obstruction,
-    # recipe set v2 (see build_data.RECIPE_SETS)
+    # recipe set v2 (see build_plan.RECIPE_SETS)
     "pixelation": pixelation,
     "tone_dark": tone_dark,
     "levels_bright": levels_bright,
