@@ -165,15 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
 
     from model_export.data import build_data
-    from model_export.evaluation import baselines, ceiling, generalisation, reason_eval
+    from model_export.evaluation import baselines, ceiling, generalisation_cli, reason_eval
 
     build_data.add_parser(sub)
     build_data.add_sample_parser(sub)
     baselines.add_parser(sub)
     reason_eval.add_parser(sub)
     ceiling.add_parser(sub)
-    generalisation.add_parser(sub)
-    generalisation.add_evaluate_file_parser(sub)
+    generalisation_cli.add_parser(sub)
+    generalisation_cli.add_evaluate_file_parser(sub)
     return parser
 
 

@@ -315,7 +315,7 @@ def write_rated_set(shared: Path, name: str, n: int, seed: int) -> None:
 
 
 def test_generalisation_tunes_the_head_on_rated_photos(exported: Path, tmp_path: Path) -> None:
-    from model_export.evaluation.generalisation import format_generalisation
+    from model_export.evaluation.generalisation_cli import format_generalisation
 
     shared = tmp_path / "data"
     write_rated_set(shared, "rated", 30, seed=1)
