@@ -116,10 +116,11 @@ def _intended_use(meta: ModelMeta, file_stem: str | None, own: dict[str, Any] | 
         f"Created {meta.created_utc} by `skin-capture-model export`. Files: "
         f"`{file_stem or meta.model_name}-fp32.onnx`, `{file_stem or meta.model_name}-int8.onnx` "
         + (
-            f"(same metadata, except precision and the int8 file's own threshold "
-            f"{own['value']:.4f}), this card."
+            f"(same metadata, except precision, the int8 file's own threshold "
+            f"{own['value']:.4f} and its validation metrics, measured on it), this card."
             if own
-            else "(same metadata, precision differs), this card."
+            else "(same metadata, except precision and the int8 file's validation metrics, "
+            "measured on it), this card."
         ),
         "",
         "## Intended use",
