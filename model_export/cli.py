@@ -51,22 +51,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, required=True, help="TOML (or YAML) config")
-        p.add_argument("--out-dir", help="override out_dir")
-        p.add_argument("--epochs", type=int, help="override epochs")
-        p.add_argument("--device", help="override device (auto, cpu, cuda)")
-        p.add_argument("--extractor", choices=("auto", "torch", "onnxruntime"))
-        p.add_argument("--cache-dir", help="override the descriptor cache folder")
-
     train = sub.add_parser("train", help="train a model")
-    config_args(train)
+    _config_args(train)
     train.add_argument("--restart", action="store_true", help="discard a run in out_dir")
     train.add_argument("--stop-after", type=int, help="stop (resumably) after this epoch")
 
     extract = sub.add_parser("extract", help="fill the descriptor cache for the config's CSVs")
-    config_args(extract)
+    _config_args(extract)
+    _add_evaluate_parser(sub)
+    _add_stream_parser(sub)
+    _add_export_parser(sub)
 
+    compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
+    _config_args(compare)
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
+    compare.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
+    compare.add_argument("--restart", action="store_true")
+    _add_bench_parser(sub)
+
+    from model_export.data import build_data
+    from model_export.evaluation import baselines, ceiling, generalisation_cli, reason_eval
+
+    build_data.add_parser(sub)
+    build_data.add_sample_parser(sub)
+    baselines.add_parser(sub)
+    reason_eval.add_parser(sub)
+    ceiling.add_parser(sub)
+    generalisation_cli.add_parser(sub)
+    generalisation_cli.add_evaluate_file_parser(sub)
+    return parser
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """The options of the subcommands that read a training config."""
+    p.add_argument("--config", type=Path, required=True, help="TOML (or YAML) config")
+    p.add_argument("--out-dir", help="override out_dir")
+    p.add_argument("--epochs", type=int, help="override epochs")
+    p.add_argument("--device", help="override device (auto, cpu, cuda)")
+    p.add_argument("--extractor", choices=("auto", "torch", "onnxruntime"))
+    p.add_argument("--cache-dir", help="override the descriptor cache folder")
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    """``evaluate``."""
     evaluate = sub.add_parser("evaluate", help="evaluate a training run")
     evaluate.add_argument("--run", type=Path, required=True, help="the run's out_dir")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -82,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="use this threshold, not Youden")
     evaluate.add_argument("--json", action="store_true", help="print the JSON report")
 
+
+def _add_stream_parser(sub: Any) -> None:
+    """``stream``."""
     stream = sub.add_parser(
         "stream",
         help="rewrite an exported model so its trunk runs patch by patch (less memory), checked",
@@ -96,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--tolerance", type=float, help="allowed difference (fp32 outputs 1e-4, int8 score 0.01)"
     )
+
+
+def _add_export_parser(sub: Any) -> None:
+    """``export``."""
     export = sub.add_parser("export", help="export ONNX fp32 + int8 with checks and model card")
     export.add_argument("--run", type=Path, required=True, help="the run's out_dir")
     export.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -150,12 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fp32-first-convs", type=int, default=0, help="keep the first K convolutions in fp32"
     )
 
-    compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
-    config_args(compare)
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
-    compare.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
-    compare.add_argument("--restart", action="store_true")
 
+def _add_bench_parser(sub: Any) -> None:
+    """``bench-extractor``."""
     bench = sub.add_parser("bench-extractor", help="descriptor extraction speed per patch")
     bench.add_argument("--weights", default="", help="VGG16 weights (default: ../shared npz)")
     bench.add_argument("--patch-size", type=int, default=224)
@@ -163,18 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5)
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
-
-    from model_export.data import build_data
-    from model_export.evaluation import baselines, ceiling, generalisation_cli, reason_eval
-
-    build_data.add_parser(sub)
-    build_data.add_sample_parser(sub)
-    baselines.add_parser(sub)
-    reason_eval.add_parser(sub)
-    ceiling.add_parser(sub)
-    generalisation_cli.add_parser(sub)
-    generalisation_cli.add_evaluate_file_parser(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
