@@ -252,34 +252,17 @@ def train(
     from tqdm import tqdm
 
     n_batches = math.ceil(len(train_data) / config.batch_size)
-    bar = tqdm(
-        total=(config.epochs - best.start_epoch) * n_batches,
-        desc="train",
-        unit="batch",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    total = (config.epochs - best.start_epoch) * n_batches
+    bar = tqdm(total=total, desc="train", unit="batch", disable=not progress, dynamic_ncols=True)
     train_time, train_patches = 0.0, 0
     for epoch in range(best.start_epoch, config.epochs):
         t0 = time.perf_counter()
         train_loss, patches = _train_epoch(fit, train_data, config, device, n_batches, bar, epoch)
         train_patches += patches
         train_time += time.perf_counter() - t0
-        val_loss, val_auc = (
-            evaluate_loss(fit.head, fit.trunk_train, val_data, device, config)
-            if len(val_data)
-            else (math.nan, math.nan)
-        )
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_auc": val_auc,
-            "lr": fit.optimizer.param_groups[0]["lr"],
-            "epoch_s": time.perf_counter() - t0,
-        }
+        row = _epoch_row(fit, val_data, device, config, epoch, train_loss, t0)
         best.history.append(row)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.4f}", val_auc=f"{val_auc:.3f}")
+        bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.4f}", val_auc=f"{row['val_auc']:.3f}")
         _save_epoch(fit, best, config, dataset, trunk_hash, ckpt_dir, row, len(val_data) == 0)
         write_history(out_dir, best.history)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -454,6 +437,31 @@ def _train_epoch(
         bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_loss / seen:.4f}")
     fit.scheduler.step()
     return epoch_loss / max(seen, 1), patches
+
+
+def _epoch_row(
+    fit: _Fit,
+    val_data: BagData,
+    device: torch.device,
+    config: TrainConfig,
+    epoch: int,
+    train_loss: float,
+    t0: float,
+) -> dict[str, Any]:
+    """The epoch's history row, with its validation loss and AUC (NaN without validation)."""
+    val_loss, val_auc = (
+        evaluate_loss(fit.head, fit.trunk_train, val_data, device, config)
+        if len(val_data)
+        else (math.nan, math.nan)
+    )
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_auc": val_auc,
+        "lr": fit.optimizer.param_groups[0]["lr"],
+        "epoch_s": time.perf_counter() - t0,
+    }
 
 
 def _save_epoch(
