@@ -51,22 +51,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, required=True, help="TOML (or YAML) config")
-        p.add_argument("--out-dir", help="override out_dir")
-        p.add_argument("--epochs", type=int, help="override epochs")
-        p.add_argument("--device", help="override device (auto, cpu, cuda)")
-        p.add_argument("--extractor", choices=("auto", "torch", "onnxruntime"))
-        p.add_argument("--cache-dir", help="override the descriptor cache folder")
-
     train = sub.add_parser("train", help="train a model")
-    config_args(train)
+    _config_args(train)
     train.add_argument("--restart", action="store_true", help="discard a run in out_dir")
     train.add_argument("--stop-after", type=int, help="stop (resumably) after this epoch")
 
     extract = sub.add_parser("extract", help="fill the descriptor cache for the config's CSVs")
-    config_args(extract)
+    _config_args(extract)
+    _add_evaluate_parser(sub)
+    _add_stream_parser(sub)
+    _add_export_parser(sub)
 
+    compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
+    _config_args(compare)
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
+    compare.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
+    compare.add_argument("--restart", action="store_true")
+    _add_bench_parser(sub)
+
+    from model_export.data import build_data
+    from model_export.evaluation import baselines, ceiling, generalisation_cli, reason_eval
+
+    build_data.add_parser(sub)
+    build_data.add_sample_parser(sub)
+    baselines.add_parser(sub)
+    reason_eval.add_parser(sub)
+    ceiling.add_parser(sub)
+    generalisation_cli.add_parser(sub)
+    generalisation_cli.add_evaluate_file_parser(sub)
+    return parser
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """The options of the subcommands that read a training config."""
+    p.add_argument("--config", type=Path, required=True, help="TOML (or YAML) config")
+    p.add_argument("--out-dir", help="override out_dir")
+    p.add_argument("--epochs", type=int, help="override epochs")
+    p.add_argument("--device", help="override device (auto, cpu, cuda)")
+    p.add_argument("--extractor", choices=("auto", "torch", "onnxruntime"))
+    p.add_argument("--cache-dir", help="override the descriptor cache folder")
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    """``evaluate``."""
     evaluate = sub.add_parser("evaluate", help="evaluate a training run")
     evaluate.add_argument("--run", type=Path, required=True, help="the run's out_dir")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -82,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="use this threshold, not Youden")
     evaluate.add_argument("--json", action="store_true", help="print the JSON report")
 
+
+def _add_stream_parser(sub: Any) -> None:
+    """``stream``."""
     stream = sub.add_parser(
         "stream",
         help="rewrite an exported model so its trunk runs patch by patch (less memory), checked",
@@ -96,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--tolerance", type=float, help="allowed difference (fp32 outputs 1e-4, int8 score 0.01)"
     )
+
+
+def _add_export_parser(sub: Any) -> None:
+    """``export``."""
     export = sub.add_parser("export", help="export ONNX fp32 + int8 with checks and model card")
     export.add_argument("--run", type=Path, required=True, help="the run's out_dir")
     export.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -150,12 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fp32-first-convs", type=int, default=0, help="keep the first K convolutions in fp32"
     )
 
-    compare = sub.add_parser("compare-pooling", help="mean vs max vs attention MIL pooling")
-    config_args(compare)
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
-    compare.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
-    compare.add_argument("--restart", action="store_true")
 
+def _add_bench_parser(sub: Any) -> None:
+    """``bench-extractor``."""
     bench = sub.add_parser("bench-extractor", help="descriptor extraction speed per patch")
     bench.add_argument("--weights", default="", help="VGG16 weights (default: ../shared npz)")
     bench.add_argument("--patch-size", type=int, default=224)
@@ -164,17 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--int8", action="store_true", help="also an int8 QDQ trunk (speed only)")
 
-    from model_export import baselines, build_data, ceiling, generalisation, reason_eval
-
-    build_data.add_parser(sub)
-    build_data.add_sample_parser(sub)
-    baselines.add_parser(sub)
-    reason_eval.add_parser(sub)
-    ceiling.add_parser(sub)
-    generalisation.add_parser(sub)
-    generalisation.add_evaluate_file_parser(sub)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -182,10 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.verbose)
     from model_export.config import ConfigError
-    from model_export.data import DatasetError
-    from model_export.export import ExportCheckError
-    from model_export.streaming import StreamingError
-    from model_export.train import TrainingError
+    from model_export.data.dataset import DatasetError
+    from model_export.export.onnx_graph import ExportCheckError
+    from model_export.model.streaming import StreamingError
+    from model_export.training.train import TrainingError
 
     try:
         return _dispatch(args)
@@ -210,107 +230,127 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config = load_config(args.config, _config_overrides(args))
         if args.command == "train":
-            from model_export.train import train
-
-            result = train(
-                config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
-            )
-            print(
-                f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
-                f"run in {result.out_dir}"
-            )
-            return 0
+            return _train(args, config, progress)
         if args.command == "extract":
             return _extract(config, progress)
-        from model_export.compare import compare_pooling, format_comparison
+        return _compare_pooling(args, config, progress)
+    handlers = {
+        "evaluate": _evaluate,
+        "export": _export,
+        "stream": _stream,
+        "bench-extractor": _bench_extractor,
+    }
+    if args.command not in handlers:
+        raise AssertionError(args.command)
+    return handlers[args.command](args, progress)
 
-        results = compare_pooling(
-            config, args.poolings, args.seeds, progress=progress, restart=args.restart
-        )
-        print(format_comparison(results, len(args.seeds)))
-        return 0
-    if args.command == "evaluate":
-        from model_export.evaluate import evaluate_run, format_report
 
-        report = evaluate_run(
-            args.run,
-            args.checkpoint,
-            args.external,
-            args.out,
-            n_boot=args.bootstrap,
-            threshold=args.threshold,
-            progress=progress,
-        )
-        print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
-        return 0
-    if args.command == "export":
-        from model_export.export import export_run
+def _train(args: argparse.Namespace, config: Any, progress: bool) -> int:
+    from model_export.training.train import train
 
-        result = export_run(
-            args.run,
-            args.out,
-            args.name,
-            args.checkpoint,
-            tol=args.tolerance,
-            max_auc_drop=args.max_auc_drop,
-            calibration_images=args.calibration_images,
-            max_check_images=args.max_check_images,
-            int8=not args.no_int8,
-            reduce_range=not args.full_range,
-            fp32_first_convs=args.fp32_first_convs,
-            stream_chunk=args.stream_chunk,
-            reason_thresholds=(
-                json.loads(args.reason_thresholds.read_text(encoding="utf-8"))
-                if args.reason_thresholds
-                else None
-            ),
-            int8_threshold=args.int8_threshold,
-            int8_distil_images=args.int8_distil_images,
-            model_version=args.model_version,
-            progress=progress,
-        )
-        print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
-        if result.int8_path is not None and result.auc_int8 is not None:
-            print(
-                f"int8: {result.int8_path} (validation AUC {result.auc_int8:.4f} vs fp32 "
-                f"{result.auc_fp32:.4f})"
-            )
-        print(f"model card: {result.card_path}")
-        return 0
-    if args.command == "stream":
-        from desktop_app.core.image_io import iter_image_files
-        from model_export.streaming import stream_model_file
+    result = train(
+        config, progress=progress, restart=args.restart, stop_after_epoch=args.stop_after
+    )
+    print(
+        f"best epoch {result.best_epoch}, validation AUC {result.best_val_auc:.4f}; "
+        f"run in {result.out_dir}"
+    )
+    return 0
 
-        images = []
-        if args.check_images is not None:
-            images = sorted(iter_image_files([args.check_images]))[: args.max_check_images]
-        diffs = stream_model_file(args.model, args.out, args.chunk, images, args.tolerance)
+
+def _compare_pooling(args: argparse.Namespace, config: Any, progress: bool) -> int:
+    from model_export.evaluation.compare import compare_pooling, format_comparison
+
+    results = compare_pooling(
+        config, args.poolings, args.seeds, progress=progress, restart=args.restart
+    )
+    print(format_comparison(results, len(args.seeds)))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.evaluation.evaluate import evaluate_run, format_report
+
+    report = evaluate_run(
+        args.run,
+        args.checkpoint,
+        args.external,
+        args.out,
+        n_boot=args.bootstrap,
+        threshold=args.threshold,
+        progress=progress,
+    )
+    print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
+    return 0
+
+
+def _export(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.export.run import export_run
+
+    result = export_run(
+        args.run,
+        args.out,
+        args.name,
+        args.checkpoint,
+        tol=args.tolerance,
+        max_auc_drop=args.max_auc_drop,
+        calibration_images=args.calibration_images,
+        max_check_images=args.max_check_images,
+        int8=not args.no_int8,
+        reduce_range=not args.full_range,
+        fp32_first_convs=args.fp32_first_convs,
+        stream_chunk=args.stream_chunk,
+        reason_thresholds=(
+            json.loads(args.reason_thresholds.read_text(encoding="utf-8"))
+            if args.reason_thresholds
+            else None
+        ),
+        int8_threshold=args.int8_threshold,
+        int8_distil_images=args.int8_distil_images,
+        model_version=args.model_version,
+        progress=progress,
+    )
+    print(f"fp32: {result.fp32_path} (max |ONNX - PyTorch| {result.max_abs_diff:.2e})")
+    if result.int8_path is not None and result.auc_int8 is not None:
         print(
-            f"{args.out}: trunk streamed {args.chunk} patch(es) per pass; checked on "
-            f"{len(images)} images at both grids: max |output diff| "
-            f"{diffs['max_abs_output_diff']:.2e}, max |score diff| "
-            f"{diffs['max_abs_score_diff']:.2e}"
+            f"int8: {result.int8_path} (validation AUC {result.auc_int8:.4f} vs fp32 "
+            f"{result.auc_fp32:.4f})"
         )
-        return 0
-    if args.command == "bench-extractor":
-        from model_export.features import bench_extractors
+    print(f"model card: {result.card_path}")
+    return 0
 
-        print(
-            json.dumps(
-                bench_extractors(
-                    args.weights, args.patch_size, args.batch, args.runs, args.threads, args.int8
-                ),
-                indent=2,
-            )
-        )
-        return 0
-    raise AssertionError(args.command)
+
+def _stream(args: argparse.Namespace, progress: bool) -> int:
+    from desktop_app.core.image_io import iter_image_files
+    from model_export.model.streaming import stream_model_file
+
+    images = []
+    if args.check_images is not None:
+        images = sorted(iter_image_files([args.check_images]))[: args.max_check_images]
+    diffs = stream_model_file(args.model, args.out, args.chunk, images, args.tolerance)
+    print(
+        f"{args.out}: trunk streamed {args.chunk} patch(es) per pass; checked on "
+        f"{len(images)} images at both grids: max |output diff| "
+        f"{diffs['max_abs_output_diff']:.2e}, max |score diff| "
+        f"{diffs['max_abs_score_diff']:.2e}"
+    )
+    return 0
+
+
+def _bench_extractor(args: argparse.Namespace, progress: bool) -> int:
+    from model_export.bench.extractors import bench_extractors
+
+    result = bench_extractors(
+        args.weights, args.patch_size, args.batch, args.runs, args.threads, args.int8
+    )
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def _extract(config: Any, progress: bool) -> int:
-    from model_export.data import load_datasets
-    from model_export.features import build_trunk
-    from model_export.train import make_cache, pick_device
+    from model_export.data.dataset import load_datasets
+    from model_export.model.features import build_trunk
+    from model_export.training.train import make_cache, pick_device
 
     dataset = load_datasets(config.csv, config.k_levels, config.acceptable_level, config.reasons)
     device = pick_device(config.device)

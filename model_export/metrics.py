@@ -1,19 +1,26 @@
-"""Binary classification metrics with confidence intervals (numpy only; checked against sklearn).
+"""Binary classification metrics with confidence intervals: a thin layer over
+:mod:`sklearn.metrics` (ROC AUC, ROC curve, confusion matrix, Brier score) that fixes the
+project's conventions and adds what scikit-learn does not have (the Youden threshold placed
+between scores, Wilson and bootstrap intervals, equal-width calibration bins).
 
 Convention: label 1 = *good* (acceptable for remote assessment), the score is P(good), and an
 image is accepted when ``score >= threshold``. Sensitivity is the share of good images accepted,
 specificity the share of poor images rejected, PPV the share of accepted images that are good,
-NPV the share of rejected images that are poor.
+NPV the share of rejected images that are poor. Where scikit-learn raises or warns on one class
+only (AUC, ROC curve), these functions return NaN or zero rates instead.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 Z_95 = 1.959963984540054
 
@@ -28,14 +35,28 @@ def _as_arrays(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return y, s
 
 
+def _both_classes(y: np.ndarray) -> bool:
+    n_pos = int(y.sum())
+    return 0 < n_pos < y.size
+
+
 def roc_auc(y_true: Any, scores: Any) -> float:
-    """Area under the ROC curve (Mann-Whitney U with ties counted as 1/2); NaN if one class."""
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``; ties count 1/2); NaN if
+    one class only."""
     y, s = _as_arrays(y_true, scores)
+    if not _both_classes(y):
+        return math.nan
+    return float(skm.roc_auc_score(y, s))
+
+
+def _rank_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """The same AUC as :func:`roc_auc` (Mann-Whitney U with average ranks over ties; equal to
+    ``roc_auc_score`` to rounding, see the tests), on already checked arrays. The bootstrap
+    intervals use it: ~30x faster than ``roc_auc_score``'s input validation on 2000 resamples."""
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    # average ranks over ties (1-based)
     _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
     first_rank = np.cumsum(counts) - counts + 1
     ranks = (first_rank + (counts - 1) / 2.0)[inverse]
@@ -46,20 +67,18 @@ def roc_auc(y_true: Any, scores: Any) -> float:
 def roc_curve(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds), thresholds descending; point i accepts ``score >= thresholds[i]``.
 
-    The first point is (0, 0) with threshold +inf (as scikit-learn, without dropping collinear
-    points).
+    ``sklearn.metrics.roc_curve`` without dropping collinear points: the first point is (0, 0)
+    with threshold +inf. A class that is absent has rate 0 (not scikit-learn's NaN).
     """
     y, s = _as_arrays(y_true, scores)
-    n_pos = max(int(y.sum()), 1)
-    n_neg = max(int(y.size - y.sum()), 1)
-    thresholds = np.unique(s)[::-1]
-    order = np.argsort(-s, kind="mergesort")
-    sorted_s, sorted_y = s[order], y[order]
-    # number of samples with score >= t, for each distinct t (descending)
-    counts = np.searchsorted(-sorted_s, -thresholds, side="right")
-    tp = np.concatenate([[0], np.cumsum(sorted_y)[counts - 1]])
-    fp = np.concatenate([[0], counts - tp[1:]])
-    return fp / n_neg, tp / n_pos, np.concatenate([[np.inf], thresholds])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = skm.roc_curve(y, s, drop_intermediate=False)
+    if y.sum() == 0:
+        tpr = np.zeros_like(fpr)
+    if y.sum() == y.size:
+        fpr = np.zeros_like(tpr)
+    return fpr, tpr, thresholds
 
 
 def youden_threshold(y_true: Any, scores: Any) -> tuple[float, float]:
@@ -137,13 +156,10 @@ def _ratio(a: int, b: int) -> float:
 def confusion_at(y_true: Any, scores: Any, threshold: float) -> Confusion:
     """Counts for the decision ``score >= threshold`` -> good."""
     y, s = _as_arrays(y_true, scores)
-    pred = s >= threshold
-    return Confusion(
-        tp=int(np.sum(pred & (y == 1))),
-        fp=int(np.sum(pred & (y == 0))),
-        tn=int(np.sum(~pred & (y == 0))),
-        fn=int(np.sum(~pred & (y == 1))),
-    )
+    if y.size == 0:
+        return Confusion(tp=0, fp=0, tn=0, fn=0)
+    tn, fp, fn, tp = skm.confusion_matrix(y, s >= threshold, labels=[0, 1]).ravel()
+    return Confusion(tp=int(tp), fp=int(fp), tn=int(tn), fn=int(fn))
 
 
 def wilson_ci(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
@@ -217,8 +233,11 @@ def expected_calibration_error(y_true: Any, scores: Any, n_bins: int = 10) -> fl
 
 
 def brier_score(y_true: Any, scores: Any) -> float:
+    """Mean squared difference of score and label (``sklearn.metrics.brier_score_loss``)."""
     y, s = _as_arrays(y_true, scores)
-    return float(np.mean((s - y) ** 2))
+    if y.size == 0:
+        return math.nan
+    return float(skm.brier_score_loss(y, s))
 
 
 def binary_report(
@@ -230,7 +249,7 @@ def binary_report(
     c = confusion_at(y, s, threshold)
     auc = roc_auc(y, s)
     auc_ci = (
-        bootstrap_ci(roc_auc, y, s, n_boot=n_boot, seed=seed)
+        bootstrap_ci(_rank_auc, y, s, n_boot=n_boot, seed=seed)
         if not math.isnan(auc)
         else (
             math.nan,
@@ -238,7 +257,7 @@ def binary_report(
         )
     )
 
-    def with_ci(k: int, n: int) -> dict[str, float | int]:
+    def with_ci(k: int, n: int) -> dict[str, Any]:
         lo, hi = wilson_ci(k, n)
         return {"value": _ratio(k, n), "ci95": [lo, hi], "k": k, "n": n}
 

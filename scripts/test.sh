@@ -47,4 +47,5 @@ fi
 export QT_QPA_PLATFORM=offscreen
 "$PYTHON" -m ruff check desktop_app model_export tests
 "$PYTHON" -m mypy
+lint-imports
 "$PYTHON" -m pytest "$@"

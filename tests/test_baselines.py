@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_degradations import make_skin_photo
 
-from model_export import baselines
+from model_export.evaluation import baselines
 
 
 def test_laplacian_variance_falls_with_blur() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export import build_data
-from model_export import degradations as deg
+from model_export.data import build_data, build_plan
+from model_export.data import degradations as deg
 
 
 def fake_manifest() -> list[dict[str, str]]:
@@ -33,8 +33,8 @@ def fake_manifest() -> list[dict[str, str]]:
 def test_splits_share_no_source_or_condition_and_exclude_rated() -> None:
     rows = fake_manifest()
     excluded = {"dermnet/cond3/1.jpg", "fuseg/images/train-0003.jpg"}
-    pools = build_data.split_sources(rows, excluded, np.random.default_rng(0), 0.25)
-    items = build_data.plan(pools, {"train": 80, "val": 30}, np.random.default_rng(1))
+    pools = build_plan.split_sources(rows, excluded, np.random.default_rng(0), 0.25)
+    items = build_plan.plan(pools, {"train": 80, "val": 30}, np.random.default_rng(1))
     by_split: dict[str, set[str]] = {"train": set(), "val": set()}
     conditions: dict[str, set[str]] = {"train": set(), "val": set()}
     for item in items:
@@ -52,7 +52,7 @@ def test_splits_share_no_source_or_condition_and_exclude_rated() -> None:
 
 def test_recipes_mix_clean_single_and_combined_faults() -> None:
     rng = np.random.default_rng(0)
-    recipes = [build_data.draw_recipe(rng, True) for _ in range(2000)]
+    recipes = [build_plan.draw_recipe(rng, True) for _ in range(2000)]
     clean = sum(r == [] for r in recipes) / len(recipes)
     combos = sum(len(r) > 1 for r in recipes) / len(recipes)
     assert 0.13 < clean < 0.30 and 0.14 < combos < 0.26
@@ -61,9 +61,9 @@ def test_recipes_mix_clean_single_and_combined_faults() -> None:
 
 def test_non_photo_detector() -> None:
     xray = np.repeat(np.linspace(0, 255, 64 * 64).reshape(64, 64, 1), 3, axis=2).astype(np.uint8)
-    assert build_data.is_non_photo(build_data.original_cues(xray))
+    assert build_plan.is_non_photo(build_plan.original_cues(xray))
     skin = np.full((64, 64, 3), (200, 150, 125), np.uint8)
-    assert not build_data.is_non_photo(build_data.original_cues(skin))
+    assert not build_plan.is_non_photo(build_plan.original_cues(skin))
 
 
 @pytest.mark.shared
@@ -75,7 +75,7 @@ def test_small_build_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
     summary = build_data.build(shared_dir / "data", out, n_train=24, n_val=12, seed=3, workers=1)
     with open(out / "dataset.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows and list(rows[0].keys()) == build_data.CSV_FIELDS
+    assert rows and list(rows[0].keys()) == build_plan.CSV_FIELDS
     with open(shared_dir / "data" / "rated" / "ratings.csv", newline="") as fh:
         rated = {r["source_path"] for r in csv.DictReader(fh)}
     train = {r["source_path"] for r in rows if r["split"] == "train"}
@@ -140,7 +140,7 @@ def test_extension_build_keeps_out_of_the_other_builds_validation(tmp_path: Path
 def test_recipe_set_v1_is_frozen_and_v2_adds_the_new_families() -> None:
     # v1 rebuilds the data of the models up to 1.2.0: its faults, order and weights must not
     # change (any change alters every later random draw of a seeded build)
-    assert list(build_data.RECIPE_SETS["v1"].items()) == [
+    assert list(build_plan.RECIPE_SETS["v1"].items()) == [
         ("defocus", 1.2),
         ("motion", 1.2),
         ("low_light", 1.1),
@@ -154,14 +154,14 @@ def test_recipe_set_v1_is_frozen_and_v2_adds_the_new_families() -> None:
         ("zoom_out", 0.8),
         ("obstruction", 1.0),
     ]
-    added = set(build_data.RECIPE_SETS["v2"]) - set(build_data.RECIPE_SETS["v1"])
+    added = set(build_plan.RECIPE_SETS["v2"]) - set(build_plan.RECIPE_SETS["v1"])
     assert added == {"pixelation", "tone_dark", "levels_bright"}
-    assert all(name in deg.FAULTS for name in build_data.RECIPE_SETS["v2"])
+    assert all(name in deg.FAULTS for name in build_plan.RECIPE_SETS["v2"])
     rng = np.random.default_rng(0)
     v1 = {
         n
         for _ in range(3000)
-        for n, _ in build_data.draw_recipe(rng, True, build_data.RECIPE_SETS["v1"])
+        for n, _ in build_plan.draw_recipe(rng, True, build_plan.RECIPE_SETS["v1"])
     }
     assert not v1 & added
 
@@ -169,7 +169,7 @@ def test_recipe_set_v1_is_frozen_and_v2_adds_the_new_families() -> None:
 def test_singles_only_recipes_draw_clean_originals_and_the_chosen_faults() -> None:
     rng = np.random.default_rng(0)
     chosen = {"pixelation": 1.0, "tone_dark": 1.0}
-    recipes = [build_data.draw_recipe(rng, True, chosen, singles_only=True) for _ in range(1000)]
+    recipes = [build_plan.draw_recipe(rng, True, chosen, singles_only=True) for _ in range(1000)]
     assert all(len(r) <= 1 for r in recipes)
     assert {r[0][0] for r in recipes if r} == set(chosen)
     assert 0.12 < sum(r == [] for r in recipes) / len(recipes) < 0.22
@@ -183,7 +183,7 @@ def test_build_refuses_unknown_recipe_sets_and_faults(tmp_path: Path) -> None:
 
 
 def test_recipe_set_v3_adds_shadow_and_haze_on_top_of_v2() -> None:
-    v2, v3 = build_data.RECIPE_SETS["v2"], build_data.RECIPE_SETS["v3"]
+    v2, v3 = build_plan.RECIPE_SETS["v2"], build_plan.RECIPE_SETS["v3"]
     assert set(v3) - set(v2) == {"cast_shadow", "lens_haze"}
     assert all(v3[name] == weight for name, weight in v2.items())
     assert all(name in deg.FAULTS for name in v3)

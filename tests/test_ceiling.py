@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.ceiling import CeilingError, best_f1, label_ceiling
 from model_export.cli import main
-from model_export.degradations import REASONS
-from model_export.raters import CURVE_OF_FAMILY, RaterModel
+from model_export.data.degradations import REASONS
+from model_export.data.raters import CURVE_OF_FAMILY, RaterModel
+from model_export.evaluation.ceiling import CeilingError, best_f1, label_ceiling
 
 
 def test_best_f1_decides_tied_scores_together() -> None:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from desktop_app.core.model_meta import REASON_NAMES_V1
-from model_export import degradations as deg
+from model_export.data import degradations as deg
+from model_export.data import fault_kit, scene_faults
 
 H, W = 120, 200
 
@@ -92,33 +93,35 @@ def test_blur_and_motion_lower_laplacian_variance(photo: tuple[np.ndarray, np.nd
 
 
 def test_defocus_psf_is_a_normalised_disc() -> None:
-    kernel = deg.disc_kernel(5.0)
+    kernel = fault_kit.disc_kernel(5.0)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
     centre = kernel.shape[0] // 2
     assert kernel[centre, centre] > 0 and kernel[0, 0] == 0
 
 
 def test_shake_trajectory_has_the_requested_length() -> None:
-    points = deg.shake_trajectory(20.0, np.random.default_rng(0))
+    points = fault_kit.shake_trajectory(20.0, np.random.default_rng(0))
     assert np.linalg.norm(np.diff(points, axis=0), axis=1).sum() == pytest.approx(20.0, rel=1e-6)
-    assert deg.trajectory_kernel(points).sum() == pytest.approx(1.0, abs=1e-5)
+    assert fault_kit.trajectory_kernel(points).sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_exposure_faults_move_mean_luminance(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, _ = photo
-    lum = float(deg.luminance(image).mean())
-    dark = [float(deg.luminance(_apply("low_light", image, s)).mean()) for s in (0.2, 0.9)]
-    bright = [float(deg.luminance(_apply("over_exposure", image, s)).mean()) for s in (0.2, 0.9)]
+    lum = float(fault_kit.luminance(image).mean())
+    dark = [float(fault_kit.luminance(_apply("low_light", image, s)).mean()) for s in (0.2, 0.9)]
+    bright = [
+        float(fault_kit.luminance(_apply("over_exposure", image, s)).mean()) for s in (0.2, 0.9)
+    ]
     assert dark[1] < dark[0] < lum
     assert lum < bright[0] < bright[1]
-    assert deg.clipped_fraction(_apply("over_exposure", image, 1.0)) > 0.3
+    assert fault_kit.clipped_fraction(_apply("over_exposure", image, 1.0)) > 0.3
 
 
 def test_glare_adds_saturated_hot_spots(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = photo
     out = _apply("flash_glare", image, 0.8, mask)
-    assert deg.clipped_fraction(out) > deg.clipped_fraction(image)
-    assert deg.highlight_fraction(image, out) > 0.01
+    assert fault_kit.clipped_fraction(out) > fault_kit.clipped_fraction(image)
+    assert fault_kit.highlight_fraction(image, out) > 0.01
 
 
 def test_noise_adds_high_frequency_energy(photo: tuple[np.ndarray, np.ndarray]) -> None:
@@ -133,8 +136,11 @@ def test_colour_cast_shifts_chromaticity_but_keeps_luminance(
 ) -> None:
     image, _ = photo
     out = _apply("colour_cast", image, 0.8)
-    assert deg.colour_shift(image, out) > 10
-    lum_in, lum_out = float(deg.luminance(image).mean()), float(deg.luminance(out).mean())
+    assert fault_kit.colour_shift(image, out) > 10
+    lum_in, lum_out = (
+        float(fault_kit.luminance(image).mean()),
+        float(fault_kit.luminance(out).mean()),
+    )
     assert lum_out == pytest.approx(lum_in, rel=0.1)
 
 
@@ -150,19 +156,19 @@ def test_jpeg_strength_grows_with_severity(photo: tuple[np.ndarray, np.ndarray])
 def test_off_centre_moves_or_cuts_the_lesion(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = photo
     strengths = [
-        deg.off_centre(image, s, np.random.default_rng(5), mask).components[0][1]
+        scene_faults.off_centre(image, s, np.random.default_rng(5), mask).components[0][1]
         for s in (0.0, 1.0)
     ]
     assert strengths[1] > strengths[0]
-    good = deg.reframe(image, 0.0, np.random.default_rng(5), mask)
+    good = scene_faults.reframe(image, 0.0, np.random.default_rng(5), mask)
     assert good.reasons == () and good.image.shape == image.shape
 
 
 def test_zoom_out_shrinks_the_lesion_without_padding(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = photo
-    out = deg.zoom_out(image, 1.0, np.random.default_rng(2), mask)
+    out = scene_faults.zoom_out(image, 1.0, np.random.default_rng(2), mask)
     assert out.params["zoom"] < 0.6
-    assert out.components[0][1] > deg.lesion_distance(mask)  # type: ignore[operator]
+    assert out.components[0][1] > scene_faults.lesion_distance(mask)  # type: ignore[operator]
     # no row or column of the result is constant (no padding strip anywhere)
     grey = cv2.cvtColor(out.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     assert grey.std(axis=1).min() > 0.5 and grey.std(axis=0).min() > 0.5
@@ -171,7 +177,7 @@ def test_zoom_out_shrinks_the_lesion_without_padding(photo: tuple[np.ndarray, np
 def test_obstruction_covers_more_with_severity(photo: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = photo
     covered = [
-        deg.obstruction(image, s, np.random.default_rng(11), mask).params["covered"]
+        scene_faults.obstruction(image, s, np.random.default_rng(11), mask).params["covered"]
         for s in (0.1, 1.0)
     ]
     assert covered[1] > covered[0]
@@ -187,7 +193,7 @@ def test_faults_are_deterministic_given_the_seed(photo: tuple[np.ndarray, np.nda
 
 def test_srgb_linear_roundtrip() -> None:
     values = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)
-    assert np.array_equal(deg.linear_to_srgb(deg.srgb_to_linear(values)), values)
+    assert np.array_equal(fault_kit.linear_to_srgb(fault_kit.srgb_to_linear(values)), values)
 
 
 def test_pixelation_is_blocky_where_resolution_loss_is_smooth(
@@ -229,8 +235,8 @@ def test_levels_bright_washes_out_with_severity(photo: tuple[np.ndarray, np.ndar
     assert [f for f, _ in strengths] == ["bright"] * 3
     assert 0 < strengths[0][1] < strengths[1][1] < strengths[2][1]
     out = deg.FAULTS["levels_bright"](image, 1.0, np.random.default_rng(0), None).image
-    assert deg.luminance(out).mean() > deg.luminance(image).mean()
-    assert deg.clipped_fraction(out) > deg.clipped_fraction(image)
+    assert fault_kit.luminance(out).mean() > fault_kit.luminance(image).mean()
+    assert fault_kit.clipped_fraction(out) > fault_kit.clipped_fraction(image)
 
 
 def test_cast_shadow_darkens_the_lesion_behind_a_soft_edge(
@@ -242,7 +248,7 @@ def test_cast_shadow_darkens_the_lesion_behind_a_soft_edge(
     for seed in range(8):
         result = deg.FAULTS["cast_shadow"](image, 0.8, np.random.default_rng(seed), mask)
         dark = dict(result.components)["dark"]
-        measured = -deg.exposure_stops(image, result.image, lesion)
+        measured = -fault_kit.exposure_stops(image, result.image, lesion)
         # the strength is the lesion's own exposure drop (never negative)
         assert dark == pytest.approx(max(0.0, measured), abs=1e-6)
         if dark > 1.0:
@@ -268,8 +274,8 @@ def test_lens_haze_veils_and_softens_with_severity(photo: tuple[np.ndarray, np.n
     contrast = [float(cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY).std()) for r in results]
     assert contrast[2] < contrast[0] < float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).std())
     # the veil is light scattered from elsewhere: mean luminance barely moves
-    assert deg.luminance(results[2].image).mean() == pytest.approx(
-        deg.luminance(image).mean(), rel=0.15
+    assert fault_kit.luminance(results[2].image).mean() == pytest.approx(
+        fault_kit.luminance(image).mean(), rel=0.15
     )
 
 
@@ -277,11 +283,11 @@ def test_equivalent_blur_sigma_recovers_a_gaussian_blur(
     photo: tuple[np.ndarray, np.ndarray],
 ) -> None:
     image, _ = photo
-    assert deg.equivalent_blur_sigma(image, image) == 0.0
+    assert scene_faults.equivalent_blur_sigma(image, image) == 0.0
     scale = max(image.shape[:2]) / 640.0
     for sigma in (1.0, 2.5):
         blurred = cv2.GaussianBlur(image, (0, 0), sigma * scale)
-        assert deg.equivalent_blur_sigma(image, blurred) == pytest.approx(sigma, rel=0.15)
+        assert scene_faults.equivalent_blur_sigma(image, blurred) == pytest.approx(sigma, rel=0.15)
 
 
 def test_shadow_and_haze_accept_a_black_frame() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.data import (
+from model_export.data.dataset import (
     DatasetError,
     assign_splits,
     load_csv,

@@ -1,4 +1,4 @@
-"""Head distillation for the int8 file (model_export.distil), on synthetic descriptor bags.
+"""Head distillation for the int8 file (model_export.training.distil), on synthetic descriptor bags.
 
 The int8 trunk's error is systematic: the same patch always gets the same error. Here the
 "int8" descriptors are the fp32 ones through a fixed per-dimension gain and offset plus a fixed
@@ -16,13 +16,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model_export.distil import (  # noqa: E402
+from model_export.model.network import DESCRIPTOR_DIM, QualityHead  # noqa: E402
+from model_export.training.distil import (  # noqa: E402
     DistilBag,
     distil_head,
     distillation_loss,
     score_gap,
 )
-from model_export.model import DESCRIPTOR_DIM, QualityHead  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -23,8 +23,8 @@ from desktop_app.core.tiling import (  # noqa: E402
 )
 from model_export.cli import main  # noqa: E402
 from model_export.config import load_config  # noqa: E402
-from model_export.streaming import is_streamed  # noqa: E402
-from model_export.train import load_checkpoint, model_from_checkpoint, train  # noqa: E402
+from model_export.model.streaming import is_streamed  # noqa: E402
+from model_export.training.train import load_checkpoint, model_from_checkpoint, train  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -102,13 +102,20 @@ def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
             assert result.accepted == (result.score >= engine.threshold)
     int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", providers="cpu")
     assert int8.meta.precision == "int8" and int8.threshold == engine.threshold
+    # the int8 file's validation metrics are its own; other splits say they are fp32's
+    val8 = int8.meta.validation_metrics["val"]
+    assert val8["measured_on"].startswith("this int8 file") and val8["n"] > 0
+    assert 0.0 <= val8["auc"]["value"] <= 1.0
+    assert engine.meta.validation_metrics["val"]["measured_on"].startswith("the trained PyTorch")
+    assert "not re-measured" in int8.meta.validation_metrics["test"]["measured_on"]
     for name in ("tiny-fp32.onnx", "tiny-int8.onnx"):  # both shipped graphs stream the trunk
         assert is_streamed(onnx.load(str(exported / "export" / name)))
     assert abs(int8.score(wide).score - engine.score(wide).score) < 0.05
 
 
-def test_model_card(exported: Path) -> None:
+def test_model_card(exported: Path, workdir: Path) -> None:
     card = (exported / "export" / "tiny-model-card.md").read_text()
+    assert str(workdir) not in card  # no build machine's absolute paths
     for heading in ("## Intended use", "## Data", "## Method", "## Metrics", "## Limits"):
         assert heading in card
     assert "RANDOM initialisation" in card and "Licences" in card
@@ -118,8 +125,7 @@ def test_model_card(exported: Path) -> None:
 def test_bench_torch_prints_one_json_line(
     exported: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from model_export import bench_torch
-
+    from model_export.bench import bench_torch
     model = exported / "export" / "tiny-int8.onnx"
     assert bench_torch.sidecar_checkpoint(model).is_file()
     assert (
@@ -139,7 +145,8 @@ def test_bench_torch_prints_one_json_line(
 
 
 def test_export_refuses_a_failing_model(exported: Path, tmp_path: Path) -> None:
-    from model_export.export import ExportCheckError, export_run
+    from model_export.export.onnx_graph import ExportCheckError
+    from model_export.export.run import export_run
 
     with pytest.raises(ExportCheckError, match="int8"):
         export_run(exported, tmp_path / "refused", max_auc_drop=-1.0, progress=False)
@@ -150,7 +157,7 @@ def test_export_refuses_a_failing_model(exported: Path, tmp_path: Path) -> None:
 
 
 def test_int8_file_can_take_its_own_youden_threshold(exported: Path, tmp_path: Path) -> None:
-    from model_export.export import export_run
+    from model_export.export.run import export_run
 
     default_int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", "cpu")
     default_fp32 = QualityEngine(exported / "export" / "tiny-fp32.onnx", "cpu")
@@ -186,7 +193,7 @@ def test_resume_continues_identically(exported: Path, workdir: Path) -> None:
     for key, value in straight["head_state"].items():
         torch.testing.assert_close(resumed["head_state"][key], value, rtol=0, atol=0)
     changed = load_config(workdir / "config.toml", {"out_dir": str(workdir / "resumed"), "lr": 0.1})
-    from model_export.train import TrainingError
+    from model_export.training.train import TrainingError
 
     with pytest.raises(TrainingError, match="different config"):
         train(changed, progress=False)
@@ -215,14 +222,14 @@ def test_fine_tuning_last_block(workdir: Path, tmp_path: Path) -> None:
     after = payload["trunk_state"]
     assert not torch.equal(after["features.28.weight"], before["features.28.weight"])
     assert torch.equal(after["features.0.weight"], before["features.0.weight"])
-    from model_export.export import export_run
+    from model_export.export.run import export_run
 
     result = export_run(tmp_path / "ft", progress=False, int8=False)
     assert result.max_abs_diff <= 1e-4
 
 
 def model_from_checkpoint_trunk(config: object) -> dict[str, torch.Tensor]:
-    from model_export.features import build_trunk
+    from model_export.model.features import build_trunk
 
     return build_trunk(config.weights, seed=config.seed).state_dict()  # type: ignore[attr-defined]
 
@@ -230,7 +237,8 @@ def model_from_checkpoint_trunk(config: object) -> dict[str, torch.Tensor]:
 def test_int8_head_distillation(exported: Path, tmp_path: Path) -> None:
     """The distilled int8 file: recorded in metadata and card, kept only when validation agrees
     better with fp32, over a quantized trunk identical to the plain int8 file's."""
-    from model_export.export import export_run, onnx_scores
+    from model_export.export.onnx_graph import onnx_scores
+    from model_export.export.run import export_run
 
     result = export_run(
         exported, tmp_path / "distil", int8_distil_images=6, model_version="9.9.9", progress=False
@@ -251,8 +259,8 @@ def test_int8_head_distillation(exported: Path, tmp_path: Path) -> None:
     # The shipped int8 file is the distilled one exactly when adopted: its validation scores
     # differ from the plain int8 file's then, and are the same otherwise.
     from model_export.config import TrainConfig
-    from model_export.evaluate import load_eval_dataset
-    from model_export.features import tile_image
+    from model_export.evaluation.evaluate import load_eval_dataset
+    from model_export.model.features import tile_image
 
     payload = load_checkpoint(exported / "checkpoints" / "best.pt")
     config = TrainConfig.from_dict(payload["config"])
@@ -307,7 +315,7 @@ def write_rated_set(shared: Path, name: str, n: int, seed: int) -> None:
 
 
 def test_generalisation_tunes_the_head_on_rated_photos(exported: Path, tmp_path: Path) -> None:
-    from model_export.generalisation import format_generalisation
+    from model_export.evaluation.generalisation_cli import format_generalisation
 
     shared = tmp_path / "data"
     write_rated_set(shared, "rated", 30, seed=1)

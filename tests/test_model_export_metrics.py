@@ -134,7 +134,7 @@ def test_youden_threshold_interval_is_nan_without_both_classes() -> None:
 
 
 def test_decision_agreement_counts_each_kind_of_flip() -> None:
-    from model_export.export import decision_agreement
+    from model_export.export.int8 import decision_agreement
 
     labels = np.array([1, 1, 0, 0, 1, 0])
     fp32 = np.array([True, True, False, False, False, True])
@@ -152,10 +152,22 @@ def test_decision_agreement_counts_each_kind_of_flip() -> None:
 
 
 def test_report_line_shows_the_threshold_interval_only_when_it_exists() -> None:
-    from model_export.evaluate import format_report
+    from model_export.evaluation.evaluate import format_report
 
     threshold = {"value": 0.65, "method": "youden", "chosen_on": "val", "ci95": [0.55, 0.81]}
     shown = format_report({"threshold": threshold, "splits": {}}).splitlines()[0]
     assert shown == "threshold 0.6500 (youden on val; 95 % bootstrap interval 0.550-0.810)"
     threshold["ci95"] = [math.nan, math.nan]  # e.g. a validation split of one class in resamples
     assert "interval" not in format_report({"threshold": threshold, "splits": {}})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bootstrap_auc_is_sklearns_auc(seed: int) -> None:
+    # binary_report's bootstrap uses the rank formula (fast on 2000 resamples): the same AUC
+    from model_export.metrics import _rank_auc
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    s = np.round(rng.random(500) + 0.4 * y, 2)
+    assert _rank_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert math.isnan(_rank_auc(np.ones(5, np.int64), s[:5]))

@@ -11,15 +11,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model_export.features import (  # noqa: E402
+from model_export.model.features import (  # noqa: E402
     FeatureCache,
     OrtExtractor,
     TorchExtractor,
     build_trunk,
     state_hash,
 )
-from model_export.losses import coral_loss, cumulative_targets, reason_loss  # noqa: E402
-from model_export.model import (  # noqa: E402
+from model_export.model.losses import coral_loss, cumulative_targets, reason_loss  # noqa: E402
+from model_export.model.network import (  # noqa: E402
     CAFFE_BGR_MEAN,
     DESCRIPTOR_DIM,
     PatchMILQualityNet,
@@ -178,7 +178,7 @@ def test_onnx_export_matches_pytorch_for_every_pooling(
     tmp_path: Path, pooling: str, reason_pooling: str
 ) -> None:
     from desktop_app.core.model_meta import ModelMeta
-    from model_export.export import compare_with_torch, export_onnx
+    from model_export.export.onnx_graph import compare_with_torch, export_onnx
 
     torch.manual_seed(0)
     head = QualityHead(

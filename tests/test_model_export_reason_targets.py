@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from model_export.config import ConfigError, load_config
-from model_export.data import load_datasets
-from model_export.raters import CURVE_OF_FAMILY, RaterModel
-from model_export.reason_targets import apply_expected_reason_targets
-from model_export.train import train
+from model_export.data.dataset import load_datasets
+from model_export.data.raters import CURVE_OF_FAMILY, RaterModel
+from model_export.data.reason_targets import apply_expected_reason_targets
+from model_export.training.train import train
 from tests.model_export_helpers import write_config, write_dataset
 
 

@@ -12,10 +12,10 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from desktop_app.core.model_meta import ModelMeta  # noqa: E402
-from model_export.export import export_onnx, output_names  # noqa: E402
-from model_export.features import build_trunk  # noqa: E402
-from model_export.model import DESCRIPTOR_DIM, PatchMILQualityNet, QualityHead  # noqa: E402
-from model_export.streaming import (  # noqa: E402
+from model_export.export.onnx_graph import export_onnx, output_names  # noqa: E402
+from model_export.model.features import build_trunk  # noqa: E402
+from model_export.model.network import DESCRIPTOR_DIM, PatchMILQualityNet, QualityHead  # noqa: E402
+from model_export.model.streaming import (  # noqa: E402
     StreamingError,
     find_trunk_output,
     is_streamed,
@@ -131,7 +131,7 @@ def test_float16_exact_weights_are_stored_as_float16_with_identical_results(
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from model_export.export import store_exact_fp16_weights
+    from model_export.export.onnx_graph import store_exact_fp16_weights
 
     rng = np.random.default_rng(0)
     exact = rng.standard_normal((64, 32)).astype(np.float16).astype(np.float32)

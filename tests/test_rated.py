@@ -1,4 +1,5 @@
-"""The rated photos (model_export.rated): loading the shared sets and the operating threshold."""
+"""The rated photos (model_export.data.rated): loading
+the shared sets and the operating threshold."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.rated import load_rated_photos, operating_threshold, source_groups
+from model_export.data.rated import load_rated_photos, operating_threshold, source_groups
 
 
 @pytest.mark.shared

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export import raters
-from model_export.degradations import REASONS
+from model_export.data import raters
+from model_export.data.degradations import REASONS
 
 
 def toy_model() -> raters.RaterModel:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.degradations import REASONS
-from model_export.reason_eval import reason_f1, tune_thresholds
+from model_export.data.degradations import REASONS
+from model_export.evaluation.reason_eval import reason_f1, tune_thresholds
 
 
 def _write(
@@ -77,9 +77,9 @@ def test_tuning_on_several_splits_pools_them(tmp_path: Path) -> None:
 
 def test_folded_thresholds_move_the_decision_point() -> None:
     torch = pytest.importorskip("torch")
-    from model_export.export import ExportCheckError, fold_reason_thresholds
-    from model_export.features import build_trunk
-    from model_export.model import PatchMILQualityNet, QualityHead
+    from model_export.export.onnx_graph import ExportCheckError, fold_reason_thresholds
+    from model_export.model.features import build_trunk
+    from model_export.model.network import PatchMILQualityNet, QualityHead
 
     torch.manual_seed(0)
     head = QualityHead(n_reasons=2, embed_dim=8, hidden_dim=16)

@@ -7,8 +7,8 @@ torch.set_num_threads(2)
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
-from model_export.rated import load_rated_photos, source_groups
-from model_export.rated_finetune import *
+from model_export.data.rated import load_rated_photos, source_groups
+from model_export.training.rated_finetune import *
 from desktop_app.core.model_meta import REASON_NAMES_V1
 photos = load_rated_photos(Path('../shared/data'))
 y = np.array([p.label for p in photos]); st=np.array([p.rated_set for p in photos]); g=source_groups(photos)

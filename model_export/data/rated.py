@@ -3,7 +3,7 @@ source photo, and the clinical operating threshold chosen on them.
 
 They are the only real quality judgements the project has (four raters each, 1-5): model
 issue 18 trains on them, chooses the shipped threshold on them and measures generalisation on
-them (``model_export.generalisation``).
+them (``model_export.evaluation.generalisation``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.data import majority_label
+from model_export.data.dataset import majority_label
 
 RATED_REASON_NAMES: tuple[str, ...] = (
     "blur",

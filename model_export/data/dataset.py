@@ -67,7 +67,7 @@ class RatedImage:
         """float32 ``[K-1]``: fraction of this image's raters with rating > k, k = 1..K-1."""
         rated = self.ratings[~np.isnan(self.ratings)]
         ks = np.arange(1, k_levels, dtype=np.float64)
-        return (rated[None, :] > ks[:, None]).mean(axis=1).astype(np.float32)
+        return np.asarray((rated[None, :] > ks[:, None]).mean(axis=1), dtype=np.float32)
 
 
 @dataclass
@@ -173,20 +173,9 @@ def detect_reason_columns(header: Sequence[str], rows: Sequence[dict[str, str]])
     return found
 
 
-def load_csv(
-    csv_path: str | Path,
-    k_levels: int = 5,
-    acceptable_level: int = 3,
-    reason_names: Sequence[str] | None = None,
-    check_files: bool = True,
-) -> RatedDataset:
-    """Read and validate one dataset CSV (see the module docstring).
-
-    ``reason_names`` None: use every 0/1 column found; a name listed but absent from the CSV is
-    treated as unknown (NaN) for all rows. Raises :class:`DatasetError` on the first problem
-    class found, listing up to ten offending rows.
-    """
-    csv_path = Path(csv_path)
+def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]], list[str]]:
+    """Header, rows and rater columns (in number order) of a dataset CSV, whose required
+    columns are checked."""
     if not csv_path.is_file():
         raise DatasetError(f"dataset CSV not found: {csv_path}")
     with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -206,6 +195,24 @@ def load_csv(
         raise DatasetError(f"{csv_path}: no rater columns (rater_1, rater_2, ...)")
     if not rows:
         raise DatasetError(f"{csv_path}: no rows")
+    return header, rows, rater_columns
+
+
+def load_csv(
+    csv_path: str | Path,
+    k_levels: int = 5,
+    acceptable_level: int = 3,
+    reason_names: Sequence[str] | None = None,
+    check_files: bool = True,
+) -> RatedDataset:
+    """Read and validate one dataset CSV (see the module docstring).
+
+    ``reason_names`` None: use every 0/1 column found; a name listed but absent from the CSV is
+    treated as unknown (NaN) for all rows. Raises :class:`DatasetError` on the first problem
+    class found, listing up to ten offending rows.
+    """
+    csv_path = Path(csv_path)
+    header, rows, rater_columns = _read_rows(csv_path)
     names = list(reason_names) if reason_names is not None else detect_reason_columns(header, rows)
     missing_reasons = [n for n in names if n not in header]
     if missing_reasons:

@@ -75,6 +75,7 @@ class VGG16Trunk(nn.Module):
         std = torch.tensor([0.229, 0.224, 0.225])
         conv = self.features[0]
         assert isinstance(conv, nn.Conv2d)
+        assert conv.bias is not None
         with torch.no_grad():
             w = conv.weight / std.view(1, 3, 1, 1)
             conv.bias -= (w * mean.view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
@@ -95,6 +96,7 @@ class VGG16Trunk(nn.Module):
         """
         conv = self.features[0]
         assert isinstance(conv, nn.Conv2d)
+        assert conv.bias is not None
         with torch.no_grad():
             w = conv.weight.clone()
             mean = torch.tensor(CAFFE_BGR_MEAN, dtype=w.dtype)
@@ -130,6 +132,10 @@ def padding_below_all(emb: Tensor, mask: Tensor | None) -> Tensor:
 
 class QualityHead(nn.Module):
     """Descriptor bag -> patch embeddings -> MIL pooling -> CORAL ordinal + reasons."""
+
+    # buffers (register_buffer), declared for the type checker
+    feat_mean: Tensor
+    feat_std: Tensor
 
     def __init__(
         self,
@@ -172,7 +178,8 @@ class QualityHead(nn.Module):
     def embed(self, desc: Tensor, positions: Tensor) -> Tensor:
         """``desc`` ``[..., N, 2944]``, ``positions`` ``[..., N, 2]`` -> ``[..., N, D]``."""
         z = (desc - self.feat_mean) / self.feat_std
-        return self.encoder(torch.cat([z, positions], dim=-1))
+        emb: Tensor = self.encoder(torch.cat([z, positions], dim=-1))
+        return emb
 
     def mil_weights(self, emb: Tensor, mask: Tensor | None = None) -> Tensor:
         """``emb`` ``[B, N, D]`` (mask ``[B, N]`` bool, True = real patch) -> weights ``[B, N]``."""
@@ -215,7 +222,8 @@ class QualityHead(nn.Module):
 
     def cumulative_logits(self, emb: Tensor) -> Tensor:
         """``[..., D]`` -> CORAL logits of P(rating > k), k = 1..K-1: ``[..., K-1]``."""
-        return self.ordinal_w(emb) + self.ordinal_b
+        logits: Tensor = self.ordinal_w(emb) + self.ordinal_b
+        return logits
 
     def acceptable_probability(self, cum_logits: Tensor) -> Tensor:
         return torch.sigmoid(cum_logits[..., self.acceptable_level - 2])
@@ -273,7 +281,7 @@ class PatchMILQualityNet(nn.Module):
         desc = self.trunk(patches).unsqueeze(0)
         out = self.head.forward_features(desc, positions.unsqueeze(0))
         patch_scores = self.head.acceptable_probability(out["patch_cum_logits"][0])
-        result = (
+        result: tuple[Tensor, ...] = (
             out["score"].reshape(1),
             self.head.level_probs(out["cum_logits"]),
             patch_scores,

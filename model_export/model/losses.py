@@ -26,7 +26,7 @@ def cumulative_targets(ratings: np.ndarray, k_levels: int) -> np.ndarray:
         raise ValueError("every image needs at least one rating")
     ks = np.arange(1, k_levels, dtype=np.float64)
     above = (np.where(rated, ratings, -np.inf)[:, None, :] > ks[None, :, None]).sum(axis=2)
-    return (above / counts[:, None]).astype(np.float32)
+    return np.asarray(above / counts[:, None], dtype=np.float32)
 
 
 def coral_loss(cum_logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from scipy import special
 
-from model_export.raters import is_good
+from model_export.data.raters import is_good
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _mscn(grey: np.ndarray) -> np.ndarray:
     mu = cv2.GaussianBlur(grey, (7, 7), 7 / 6, borderType=cv2.BORDER_CONSTANT)
     var = cv2.GaussianBlur(grey * grey, (7, 7), 7 / 6, borderType=cv2.BORDER_CONSTANT)
     sigma = np.sqrt(np.abs(var - mu * mu))
-    return (grey - mu) / (sigma + 1.0 / 255.0)
+    return np.asarray((grey - mu) / (sigma + 1.0 / 255.0))
 
 
 def _scale_features(grey: np.ndarray) -> list[float]:

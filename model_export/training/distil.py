@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_export.model import QualityHead
+from model_export.model.network import QualityHead
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def distil_head(
             )
             loss = distillation_loss(out, targets[i], patch_weight)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             total += float(loss.item())
         result.epoch_losses.append(total / len(bags))

@@ -1,6 +1,6 @@
 """Simulated raters, calibrated on the 200 really rated photos in ``../shared/data/rated``.
 
-Model: every measured fault component (family, strength; see :mod:`model_export.degradations`)
+Model: every measured fault component (family, strength; see :mod:`model_export.data.degradations`)
 lowers the expected rating along a per-family logistic curve
 
     mu_family(x) = LO + (HI - LO) / (1 + exp((x - x50) / width))
@@ -8,7 +8,8 @@ lowers the expected rating along a per-family logistic curve
 fitted on the rated photos of that family (strength measured the same way, from the rated image
 and its source). The drops ``HI - mu_family(x)`` of all components of one image combine as a
 Minkowski sum (exponent 2: one bad fault dominates, several moderate ones add up) and are taken
-off the original's own expected rating ``mu0`` (cue-informed, see :mod:`model_export.build_data`).
+off the original's own expected rating ``mu0`` (cue-informed, see
+:mod:`model_export.data.build_data`).
 Each of four raters then reports ``clip(round(mu + bias_j + N(0, sigma_j)), 1, 5)``; bias and
 sigma are the real raters' (from ratings.csv). A reason is named when its component's drop
 reaches ``notice_drop`` for at least two raters (each with the same rater noise), which is how
@@ -30,7 +31,8 @@ import cv2
 import numpy as np
 from scipy import optimize, stats
 
-from model_export import degradations as deg
+from model_export.data import degradations as deg
+from model_export.data import fault_kit, scene_faults
 
 logger = logging.getLogger(__name__)
 
@@ -223,15 +225,15 @@ def measure(
     if family == "resolution":
         return family, -math.log2(float(params.split("=")[1]))
     if family == "dark":
-        return family, -deg.exposure_stops(source, rated)
+        return family, -fault_kit.exposure_stops(source, rated)
     if family == "bright":
-        return family, deg.washout(source, rated)
+        return family, fault_kit.washout(source, rated)
     if family == "glare":
-        return family, deg.highlight_fraction(source, rated)
+        return family, fault_kit.highlight_fraction(source, rated)
     if family == "colour":
-        return family, deg.colour_shift(source, rated)
+        return family, fault_kit.colour_shift(source, rated)
     if family == "compression":
-        return family, deg.ssim_loss(source, rated)
+        return family, fault_kit.ssim_loss(source, rated)
     if family == "framing":
         frac = float(params.split("=")[1])
         win = _locate_crop(source, rated, frac)
@@ -239,7 +241,7 @@ def measure(
         has_mask = mask is not None and bool(np.any(mask > 0))
         return (
             "framing" if has_mask else "framing_nomask",
-            deg.framing_strength(h, w, win, mask if has_mask else None),
+            scene_faults.framing_strength(h, w, win, mask if has_mask else None),
         )
     if family == "obstruction":
         changed = np.abs(source.astype(np.int16) - rated.astype(np.int16)).max(axis=2) > 25

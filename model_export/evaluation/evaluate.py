@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from model_export.config import TrainConfig
-from model_export.data import RatedDataset, load_datasets
+from model_export.data.dataset import RatedDataset, load_datasets
 from model_export.metrics import (
     binary_report,
     calibration_bins,
@@ -29,16 +29,15 @@ from model_export.metrics import (
     youden_threshold,
     youden_threshold_ci,
 )
-from model_export.model import PatchMILQualityNet
-from model_export.train import (
-    BagData,
+from model_export.model.network import PatchMILQualityNet
+from model_export.training.bags import BagData, predict
+from model_export.training.train import (
     TrainingError,
     load_checkpoint,
     load_run_dataset,
     make_cache,
     model_from_checkpoint,
     pick_device,
-    predict,
 )
 
 logger = logging.getLogger(__name__)
@@ -166,31 +165,12 @@ def evaluate_run(
     labels = dataset.labels()
     splits = np.array([im.split for im in dataset.images])
     cohorts = np.array([im.cohort for im in dataset.images])
-
-    val = splits == "val"
-    if threshold is None:
-        if not val.any() or len(set(labels[val].tolist())) < 2:
-            raise TrainingError(
-                "the validation split needs good and poor images to choose the Youden threshold "
-                "(or pass --threshold)"
-            )
-        threshold, j = youden_threshold(labels[val], scores[val])
-        lo, hi = youden_threshold_ci(labels[val], scores[val], n_boot=n_boot, seed=config.seed)
-        threshold_info = {
-            "value": threshold,
-            "method": "youden",
-            "chosen_on": "val",
-            "youden_j": j,
-            "ci95": [lo, hi],
-            "ci_method": f"percentile bootstrap of the validation images, {n_boot}",
-        }
-    else:
-        threshold_info = {"value": threshold, "method": "given", "chosen_on": None}
-
+    threshold, threshold_info = _threshold(
+        labels, scores, splits == "val", threshold, n_boot, config
+    )
     cum = preds["cum_probs"]
     expected_rating = 1.0 + cum.sum(axis=1) if cum.size else np.zeros(len(dataset))
-    mean_ratings = np.array([im.mean_rating for im in dataset.images])
-
+    rating_error = np.abs(expected_rating - np.array([im.mean_rating for im in dataset.images]))
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "checkpoint": checkpoint,
@@ -204,41 +184,110 @@ def evaluate_run(
     }
     for split in sorted(set(splits.tolist())):
         in_split = splits == split
-        y, s = labels[in_split], scores[in_split]
-        entry: dict[str, Any] = {
-            "all": binary_report(y, s, threshold, n_boot=n_boot, seed=config.seed),
-            "cohorts": {},
-            "expected_rating_mae": float(
-                np.mean(np.abs(expected_rating[in_split] - mean_ratings[in_split]))
-            ),
-            "calibration": calibration_bins(y, s),
-        }
-        curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-        if len(set(y.tolist())) == 2:
-            fpr, tpr, _ = roc_curve(y, s)
-            curves["all"] = (fpr, tpr, entry["all"]["auc"]["value"])
-        for cohort in sorted(set(cohorts[in_split].tolist())):
-            sel = in_split & (cohorts == cohort)
-            entry["cohorts"][cohort] = binary_report(
-                labels[sel], scores[sel], threshold, n_boot=n_boot, seed=config.seed
-            )
-            if len(set(labels[sel].tolist())) == 2 and len(curves) < 8:
-                fpr, tpr, _ = roc_curve(labels[sel], scores[sel])
-                curves[cohort] = (fpr, tpr, entry["cohorts"][cohort]["auc"]["value"])
+        entry = _split_entry(labels, scores, cohorts, in_split, threshold, n_boot, config.seed)
+        entry["expected_rating_mae"] = float(np.mean(rating_error[in_split]))
+        entry["calibration"] = calibration_bins(labels[in_split], scores[in_split])
+        curves = entry.pop("_curves")
         report["splits"][split] = entry
-        safe = split.replace(":", "_").replace("/", "_")
-        if curves:
-            spec = entry["all"]["specificity"]["value"]
-            sens = entry["all"]["sensitivity"]["value"]
-            op = None if math.isnan(spec) or math.isnan(sens) else (1 - spec, sens)
-            _plot_roc(
-                out / f"roc_{safe}.png", f"ROC - {split} (n={int(in_split.sum())})", curves, op
-            )
-        _plot_calibration(
-            out / f"calibration_{safe}.png", f"Calibration - {split}", entry["calibration"]
-        )
+        _plot_split(out, split, int(in_split.sum()), entry, curves)
+    _write_scores(out / "scores.csv", dataset, payload["reason_names"], preds, scores, threshold)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default), "utf-8")
+    logger.info("evaluation written to %s", out)
+    return report
 
-    with (out / "scores.csv").open("w", newline="", encoding="utf-8") as handle:
+
+def _threshold(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    val: np.ndarray,
+    threshold: float | None,
+    n_boot: int,
+    config: TrainConfig,
+) -> tuple[float, dict[str, Any]]:
+    """The given threshold, or the Youden threshold on the validation split (``val`` mask) with
+    its bootstrap interval."""
+    if threshold is not None:
+        return threshold, {"value": threshold, "method": "given", "chosen_on": None}
+    if not val.any() or len(set(labels[val].tolist())) < 2:
+        raise TrainingError(
+            "the validation split needs good and poor images to choose the Youden threshold "
+            "(or pass --threshold)"
+        )
+    chosen, j = youden_threshold(labels[val], scores[val])
+    lo, hi = youden_threshold_ci(labels[val], scores[val], n_boot=n_boot, seed=config.seed)
+    return chosen, {
+        "value": chosen,
+        "method": "youden",
+        "chosen_on": "val",
+        "youden_j": j,
+        "ci95": [lo, hi],
+        "ci_method": f"percentile bootstrap of the validation images, {n_boot}",
+    }
+
+
+def _split_entry(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    cohorts: np.ndarray,
+    in_split: np.ndarray,
+    threshold: float,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One split's report (whole split and per cohort) and, under ``_curves``, its ROC curves
+    (the whole split and up to 7 cohorts with both classes)."""
+    y, s = labels[in_split], scores[in_split]
+    entry: dict[str, Any] = {
+        "all": binary_report(y, s, threshold, n_boot=n_boot, seed=seed),
+        "cohorts": {},
+    }
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    if len(set(y.tolist())) == 2:
+        fpr, tpr, _ = roc_curve(y, s)
+        curves["all"] = (fpr, tpr, entry["all"]["auc"]["value"])
+    for cohort in sorted(set(cohorts[in_split].tolist())):
+        sel = in_split & (cohorts == cohort)
+        entry["cohorts"][cohort] = binary_report(
+            labels[sel], scores[sel], threshold, n_boot=n_boot, seed=seed
+        )
+        if len(set(labels[sel].tolist())) == 2 and len(curves) < 8:
+            fpr, tpr, _ = roc_curve(labels[sel], scores[sel])
+            curves[cohort] = (fpr, tpr, entry["cohorts"][cohort]["auc"]["value"])
+    entry["_curves"] = curves
+    return entry
+
+
+def _plot_split(
+    out: Path,
+    split: str,
+    n: int,
+    entry: dict[str, Any],
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+) -> None:
+    """``roc_SPLIT.png`` (with the operating point) and ``calibration_SPLIT.png``."""
+    safe = split.replace(":", "_").replace("/", "_")
+    if curves:
+        spec = entry["all"]["specificity"]["value"]
+        sens = entry["all"]["sensitivity"]["value"]
+        op = None if math.isnan(spec) or math.isnan(sens) else (1 - spec, sens)
+        _plot_roc(out / f"roc_{safe}.png", f"ROC - {split} (n={n})", curves, op)
+    _plot_calibration(
+        out / f"calibration_{safe}.png", f"Calibration - {split}", entry["calibration"]
+    )
+
+
+def _write_scores(
+    path: Path,
+    dataset: RatedDataset,
+    reason_names: list[str],
+    preds: dict[str, np.ndarray],
+    scores: np.ndarray,
+    threshold: float,
+) -> None:
+    """``scores.csv``: one row per image (score, decision, expected rating, reasons)."""
+    cum = preds["cum_probs"]
+    expected_rating = 1.0 + cum.sum(axis=1) if cum.size else np.zeros(len(dataset))
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         header = [
             "image",
@@ -249,7 +298,7 @@ def evaluate_run(
             "score",
             "accepted",
             "expected_rating",
-        ] + [f"reason_{n}" for n in payload["reason_names"]]
+        ] + [f"reason_{n}" for n in reason_names]
         writer.writerow(header)
         for i, im in enumerate(dataset.images):
             reasons = preds["reasons"][i].tolist() if preds["reasons"].size else []
@@ -266,9 +315,6 @@ def evaluate_run(
                 ]
                 + [f"{r:.4f}" for r in reasons]
             )
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default), "utf-8")
-    logger.info("evaluation written to %s", out)
-    return report
 
 
 def _json_default(value: Any) -> Any:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.data import RatedDataset
-from model_export.degradations import REASONS
-from model_export.raters import RaterModel
+from model_export.data.dataset import RatedDataset
+from model_export.data.degradations import REASONS
+from model_export.data.raters import RaterModel
 
 logger = logging.getLogger(__name__)
 

@@ -122,15 +122,43 @@ def stream_trunk(
     graph = out_model.graph
     descriptor = descriptor or find_trunk_output(out_model)
     width = _descriptor_width(out_model, descriptor, input_name)
+    producer, consumers = _graph_links(graph)
+    if descriptor not in producer:
+        raise StreamingError(f"no node makes {descriptor!r}")
+    body_ids, body_nodes = _trunk_nodes(graph, producer, consumers, descriptor, input_name)
+    body, n_moved = _loop_body(body_nodes, input_name, descriptor, chunk)
+    _install_loop(graph, body, body_ids, body_nodes, input_name, descriptor, chunk, width)
+    logger.info(
+        "trunk streamed: %d nodes run %d patch(es) at a time (descriptor %s, width %d)",
+        n_moved,
+        chunk,
+        descriptor,
+        width,
+    )
+    return out_model
 
+
+def _graph_links(
+    graph: onnx.GraphProto,
+) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """The node making each tensor, and the nodes reading it."""
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
     for node in graph.node:
         for name in node.input:
             consumers[name].append(node)
-    if descriptor not in producer:
-        raise StreamingError(f"no node makes {descriptor!r}")
+    return producer, consumers
 
+
+def _trunk_nodes(
+    graph: onnx.GraphProto,
+    producer: dict[str, onnx.NodeProto],
+    consumers: dict[str, list[onnx.NodeProto]],
+    descriptor: str,
+    input_name: str,
+) -> tuple[set[int], list[onnx.NodeProto]]:
+    """The nodes that go into the loop body (ids and nodes, in graph order); refuses a trunk
+    whose intermediate values are also read outside it."""
     ancestors: set[int] = set()
     stack = [producer[descriptor]]
     while stack:
@@ -175,6 +203,14 @@ def stream_trunk(
     if leaking:
         raise StreamingError(f"trunk values are also used outside the trunk: {leaking}")
 
+    return body_ids, body_nodes
+
+
+def _loop_body(
+    body_nodes: list[onnx.NodeProto], input_name: str, descriptor: str, chunk: int
+) -> tuple[onnx.GraphProto, int]:
+    """The ``Loop`` body: slice chunk ``i`` of the patches, run the trunk on it, append its
+    descriptors. Returns the body and the number of trunk nodes moved into it."""
     p = STREAM_PREFIX
     chunk_name = f"{p}chunk"
     moved = []
@@ -215,6 +251,21 @@ def stream_trunk(
             helper.make_tensor_value_info(f"{p}acc_out", TensorProto.FLOAT, None),
         ],
     )
+    return body, len(moved)
+
+
+def _install_loop(
+    graph: onnx.GraphProto,
+    body: onnx.GraphProto,
+    body_ids: set[int],
+    body_nodes: list[onnx.NodeProto],
+    input_name: str,
+    descriptor: str,
+    chunk: int,
+    width: int,
+) -> None:
+    """Replace the trunk nodes of ``graph`` by the ``Loop`` over ``body`` (in place)."""
+    p = STREAM_PREFIX
     # Trip count ceil(N / chunk); the descriptors start as an empty [0, D] tensor.
     outer = [
         helper.make_node("Shape", [input_name], [f"{p}n"], start=0, end=1),
@@ -245,14 +296,6 @@ def stream_trunk(
     value_info = [v for v in graph.value_info if v.name not in body_values]
     del graph.value_info[:]
     graph.value_info.extend(value_info)
-    logger.info(
-        "trunk streamed: %d nodes run %d patch(es) at a time (descriptor %s, width %d)",
-        len(moved),
-        chunk,
-        descriptor,
-        width,
-    )
-    return out_model
 
 
 def write_streamed(source: Path, target: Path, chunk: int) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from model_export.config import POOLINGS, TrainConfig
-from model_export.evaluate import evaluate_run
-from model_export.train import train
+from model_export.evaluation.evaluate import evaluate_run
+from model_export.training.train import train
 
 logger = logging.getLogger(__name__)
 

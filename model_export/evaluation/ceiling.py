@@ -1,7 +1,8 @@
 """Label ceilings of a built dataset (``skin-capture-model label-ceiling``).
 
 A built image's labels are *sampled*: four simulated raters add their own noise to the expected
-rating ``mu`` and to each fault's expected rating drop (:mod:`model_export.raters`). So no model,
+rating ``mu`` and to each fault's expected rating drop (
+:mod:`model_export.data.raters`). So no model,
 however good, reaches AUC 1 or reason F1 1 on them. This module measures how far a perfect
 estimator of the applied faults would get, from what ``build-data`` recorded per row:
 
@@ -26,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from model_export.data import DatasetError, majority_label
-from model_export.degradations import FAMILY_REASON, REASONS
+from model_export.data.dataset import DatasetError, majority_label
+from model_export.data.degradations import FAMILY_REASON, REASONS
+from model_export.data.raters import RaterModel
 from model_export.metrics import roc_auc
-from model_export.raters import RaterModel
 
 RATER_COLUMNS = ("rater_1", "rater_2", "rater_3", "rater_4")
 

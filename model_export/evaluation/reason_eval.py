@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from model_export.degradations import RATED_REASON_MAP, REASONS, map_rated_reasons
+from model_export.data.degradations import RATED_REASON_MAP, REASONS, map_rated_reasons
 
 
 def _labels(row: dict[str, str]) -> dict[str, int] | None:

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from model_export.rated import RatedPhoto
+from model_export.data.rated import RatedPhoto
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def head_from_onnx(model: onnx.ModelProto) -> Any:
     """A :class:`QualityHead` holding the head weights of an exported file."""
     import torch
 
-    from model_export.model import QualityHead
+    from model_export.model.network import QualityHead
 
     names = _initializer_names(model)
     arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -143,7 +143,7 @@ def rated_bags(
     from desktop_app.core.image_io import load_rgb
     from desktop_app.core.inference import QualityEngine
     from desktop_app.core.tiling import patch_positions
-    from model_export.streaming import descriptor_session
+    from model_export.model.streaming import descriptor_session
 
     engine = QualityEngine(model_path, providers="cpu")
     session = descriptor_session(onnx.load(str(model_path)), DESCRIPTOR_TENSOR)

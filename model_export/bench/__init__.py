@@ -1,0 +1,1 @@
+"""Benchmarks: the PyTorch eager reference and the descriptor extractors' speed."""
