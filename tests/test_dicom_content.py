@@ -20,7 +20,7 @@ from desktop_app.core.dicom_content import (
     validate_patient_fields,
 )
 from desktop_app.core.settings import BODY_SITES
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 from desktop_app.core.submission import SubmissionError, build_dicom
 from desktop_app.core.submit_policy import submit_blocker
 

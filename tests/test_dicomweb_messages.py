@@ -18,7 +18,7 @@ import pytest
 from store_helpers import make_info, smooth_image
 
 from desktop_app.core.credentials import redact_text, redact_url, split_url_credentials
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 from desktop_app.core.submission import (
     DicomWebTarget,
     SubmissionError,

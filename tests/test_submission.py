@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.store import CaptureStore, StorageError
 from desktop_app.core.submission import (
     DicomWebTarget,
     OutboxTarget,

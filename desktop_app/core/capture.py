@@ -1,6 +1,6 @@
 """Taking a capture: score the still on the capture grid, judge it, store it. No Qt here.
 
-The still is stored in the :class:`~desktop_app.core.storage.CaptureStore` before anything else
+The still is stored in the :class:`~desktop_app.core.store.CaptureStore` before anything else
 happens with it (before it is shown, submitted or discarded), whether it passed, failed, or could
 not be scored at all, so that no photo is ever lost.
 """
@@ -21,7 +21,7 @@ from desktop_app.core.inference import (
     QualityResult,
     describe_model_error,
 )
-from desktop_app.core.storage import CaptureInfo, CaptureRecord, CaptureStore, StorageError
+from desktop_app.core.store import CaptureInfo, CaptureRecord, CaptureStore, StorageError
 from desktop_app.core.submit_policy import is_practice_source
 
 logger = logging.getLogger(__name__)

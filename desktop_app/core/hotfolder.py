@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop_app.core.image_io import ImageLoadError, decode_rgb
-from desktop_app.core.storage import atomic_write_bytes, default_store_root, ensure_private_dir
+from desktop_app.core.store import atomic_write_bytes, default_store_root, ensure_private_dir
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from desktop_app.core.dicom_content import (
     person_name,
     study_id,
 )
-from desktop_app.core.storage import (
+from desktop_app.core.store import (
     TEMP_PREFIX,
     CaptureRecord,
     CaptureStore,
@@ -580,7 +580,7 @@ class SubmissionQueue:
         blocker = submit_blocker(record, self.target.needs_patient_ref)
         if blocker:
             raise SubmissionRefused(blocker)
-        self.store._update(
+        self.store.update_queue_state(
             capture_id,
             "system",
             "enqueue",
@@ -618,7 +618,7 @@ class SubmissionQueue:
         next try is persisted with exponential backoff.
         """
         try:
-            due = self.store._due_ids(self._now().isoformat(timespec="microseconds"), max_items)
+            due = self.store.due_ids(self._now().isoformat(timespec="microseconds"), max_items)
             for capture_id in due:
                 if not self._submit_one(capture_id):
                     break
@@ -664,7 +664,7 @@ class SubmissionQueue:
             if exc.transient:
                 retry_at = now + timedelta(seconds=backoff_seconds(attempts))
                 logger.warning("capture %s: %s (retry at %s)", capture_id, exc, retry_at)
-                self.store._update(
+                self.store.update_queue_state(
                     capture_id,
                     "system",
                     "retry_later",
@@ -679,7 +679,7 @@ class SubmissionQueue:
             logger.exception("capture %s: unexpected error from %s", capture_id, self.target.name)
             self._fail(capture_id, redact_text(f"Unexpected error while sending: {exc}"), attempts)
             return True
-        self.store._update(
+        self.store.update_queue_state(
             capture_id,
             "system",
             "submitted",
@@ -695,7 +695,7 @@ class SubmissionQueue:
 
     def _fail(self, capture_id: str, message: str, attempts: int) -> None:
         logger.error("capture %s failed after %d attempt(s): %s", capture_id, attempts, message)
-        self.store._update(
+        self.store.update_queue_state(
             capture_id,
             "system",
             "failed",
@@ -706,7 +706,7 @@ class SubmissionQueue:
         )
 
     def status(self) -> QueueStatus:
-        counts, last_error, next_retry = self.store._queue_summary()
+        counts, last_error, next_retry = self.store.queue_summary()
         return QueueStatus(
             queued=counts.get("queued", 0),
             submitted=counts.get("submitted", 0),

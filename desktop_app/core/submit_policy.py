@@ -20,7 +20,7 @@ submission queue enforces it too, so no window can send what the rule forbids.
 from __future__ import annotations
 
 from desktop_app.core.dicom_content import validate_patient_fields
-from desktop_app.core.storage import CaptureRecord
+from desktop_app.core.store import CaptureRecord
 
 SENDABLE_STATES: tuple[str, ...] = ("accepted", "overridden", "failed", "queued")
 PRACTICE_SOURCE_MESSAGE = (

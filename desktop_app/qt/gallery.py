@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.gating import guidance_for
 from desktop_app.core.inference import QualityResult
 from desktop_app.core.settings import AppSettings
-from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError
+from desktop_app.core.store import CaptureRecord, CaptureStore, StorageError
 from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import FrameView, HeatMap
 

@@ -51,7 +51,7 @@ from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_ho
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
 from desktop_app.core.resources import app_icon_path, resources_dir
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
-from desktop_app.core.storage import CaptureStore, StorageError, default_store_root
+from desktop_app.core.store import CaptureStore, StorageError, default_store_root
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
 from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView

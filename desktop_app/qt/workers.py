@@ -29,7 +29,7 @@ from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
 from desktop_app.core.inference import QualityEngine, QualityResult, describe_model_error
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.store import CaptureStore, StorageError
 from desktop_app.core.submission import SubmissionQueue
 
 logger = logging.getLogger(__name__)
