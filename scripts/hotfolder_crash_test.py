@@ -3,8 +3,8 @@
 up imported exactly once.
 
 The child is the app's own ingest path without the window: a
-:class:`~desktop_app.core.frame_sources.ResilientSource` around the
-:class:`~desktop_app.core.frame_sources.HotFolderSource` (the same persisted "seen" state as the
+:class:`~desktop_app.core.sources.ResilientSource` around the
+:class:`~desktop_app.core.sources.HotFolderSource` (the same persisted "seen" state as the
 app), each file handed to :func:`~desktop_app.core.capture.process_capture`, which stores it in
 the :class:`~desktop_app.core.store.CaptureStore` and then marks the file done
 (``Frame.on_stored``). It prints ``READ``, ``STORED`` and ``ACKED`` lines as it goes.
@@ -54,7 +54,7 @@ logger = logging.getLogger("hotfolder_crash_test")
 
 def run_child(folder: Path, root: Path, state_path: Path, settle_s: float) -> None:
     from desktop_app.core.capture import CaptureContext, process_capture
-    from desktop_app.core.frame_sources import HotFolderSource, ResilientSource, source_label
+    from desktop_app.core.sources import HotFolderSource, ResilientSource, source_label
     from desktop_app.core.store import CaptureStore
 
     store = CaptureStore(root)

@@ -15,10 +15,10 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
-from desktop_app.core.frame_sources import Frame, FrameSource, source_label
 from desktop_app.core.gating import LiveGate
 from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
+from desktop_app.core.sources import Frame, FrameSource, source_label
 from desktop_app.core.store import CaptureRecord, CaptureStore
 from desktop_app.core.submission import QueueStatus, SubmissionQueue
 from desktop_app.core.submit_policy import is_practice_source, submit_blocker
