@@ -1,4 +1,4 @@
-"""The one submit rule (core.submit_policy), enforced by the queue for every window: demo and
+"""The one submit rule (core.submission.policy), enforced by the queue for every window: demo and
 replayed frames never reach a target, a PACS gets no photo without a patient reference."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from desktop_app.core.submission import (
     SubmissionQueue,
     SubmissionRefused,
 )
-from desktop_app.core.submit_policy import (
+from desktop_app.core.submission.policy import (
     PRACTICE_SOURCE_MESSAGE,
     is_practice_source,
     submit_blocker,

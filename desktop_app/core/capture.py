@@ -22,7 +22,7 @@ from desktop_app.core.inference import (
     describe_model_error,
 )
 from desktop_app.core.store import CaptureInfo, CaptureRecord, CaptureStore, StorageError
-from desktop_app.core.submit_policy import is_practice_source
+from desktop_app.core.submission.policy import is_practice_source
 
 logger = logging.getLogger(__name__)
 

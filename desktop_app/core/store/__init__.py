@@ -24,11 +24,7 @@ from desktop_app.core.store.errors import (
     StoreUnavailableReason,
 )
 from desktop_app.core.store.export import REASON_PHRASES, reasons_named_in
-from desktop_app.core.store.journal import (
-    JOURNAL_SUFFIX,
-    append_journal_lines,
-    read_journal,
-)
+from desktop_app.core.store.journal import JOURNAL_SUFFIX, append_journal_lines, read_journal
 from desktop_app.core.store.jpeg_privacy import (
     JPEG_QUALITY,
     encode_jpeg,
