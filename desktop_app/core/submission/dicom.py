@@ -282,9 +282,7 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     """
     import io
 
-    import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import UID, ExplicitVRLittleEndian
+    from pydicom.dataset import Dataset
 
     info = record.info
     problems = check_lo("The patient or encounter ID", info.patient_ref)
@@ -293,16 +291,10 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     coding = body_site_coding(info.body_site)
     da, tm, dt = _dicom_datetime(record.created_utc)
     now_da, now_tm, _ = _dicom_datetime(datetime.now(UTC).isoformat())
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(VL_PHOTOGRAPHIC_IMAGE_STORAGE)
-    meta.MediaStorageSOPInstanceUID = UID(record.sop_instance_uid)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = UID("2.25.184113196474350330219377254012345718641")
-    meta.ImplementationVersionName = "SKINCAPTURE1"
+    decision = "overridden" if record.review_action == "override" else "accepted"
 
     ds = Dataset()
-    ds.file_meta = meta
+    ds.file_meta = _file_meta(record)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = VL_PHOTOGRAPHIC_IMAGE_STORAGE
     ds.SOPInstanceUID = record.sop_instance_uid
@@ -310,6 +302,34 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.SeriesInstanceUID = record.series_uid
     ds.InstanceCreationDate, ds.InstanceCreationTime = now_da, now_tm
     ds.TimezoneOffsetFromUTC = "+0000"
+    _add_patient_study_series(ds, record, coding, da, tm)
+    _add_image(ds, record, coding, decision, lossy, (da, tm, dt))
+    _add_private_block(ds, record, decision)
+    _add_pixels(ds, image_rgb)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _file_meta(record: CaptureRecord) -> Any:
+    """The Part 10 file meta information of a capture's instance."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(VL_PHOTOGRAPHIC_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(record.sop_instance_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID("2.25.184113196474350330219377254012345718641")
+    meta.ImplementationVersionName = "SKINCAPTURE1"
+    return meta
+
+
+def _add_patient_study_series(
+    ds: Any, record: CaptureRecord, coding: BodySiteCoding, da: str, tm: str
+) -> None:
+    """Patient, study, series and equipment attributes (Type 2 present, empty where unknown)."""
+    info = record.info
     # Patient / study (Type 2 attributes present, empty where unknown)
     ds.PatientID = info.patient_ref
     ds.PatientName = ""
@@ -330,7 +350,20 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.OperatorsName = person_name(info.operator)
     if coding.body_part:
         ds.BodyPartExamined = coding.body_part
-    # Image
+
+
+def _add_image(
+    ds: Any,
+    record: CaptureRecord,
+    coding: BodySiteCoding,
+    decision: str,
+    lossy: bool,
+    when: tuple[str, str, str],
+) -> None:
+    """The image's own attributes: dates, type, anatomic region, comments. ``when``: (DA, TM,
+    DT) of the capture."""
+    info = record.info
+    da, tm, dt = when
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = da, tm
     ds.AcquisitionDate, ds.AcquisitionTime = da, tm
@@ -345,13 +378,17 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
             region.AnatomicRegionModifierSequence = [_code_item(coding.laterality)]
         ds.AnatomicRegionSequence = [region]
     ds.PatientOrientation = ""
-    decision = "overridden" if record.review_action == "override" else "accepted"
     reasons = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info.reasons.items()))
     ds.ImageComments = clean_text(
         f"Quality score {info.score:.4f} (threshold {info.threshold:.4f}, {decision}); "
         f"model {info.model_version}; reasons: {reasons or 'none'}; capture {record.id}; "
         f"body site: {info.body_site}; note: {info.note}"
     )
+
+
+def _add_private_block(ds: Any, record: CaptureRecord, decision: str) -> None:
+    """The app's private block: score, threshold, model, decision, reasons, capture id."""
+    info = record.info
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(PRIVATE_SCORE, "FD", float(info.score))
     block.add_new(PRIVATE_THRESHOLD, "FD", float(info.threshold))
@@ -359,7 +396,12 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     block.add_new(PRIVATE_DECISION, "CS", decision.upper())
     block.add_new(PRIVATE_REASONS, "LT", json.dumps(info.reasons, sort_keys=True))
     block.add_new(PRIVATE_CAPTURE_ID, "LO", record.id)
-    # Pixels
+
+
+def _add_pixels(ds: Any, image_rgb: np.ndarray) -> None:
+    """Uncompressed 8-bit RGB pixel data, interleaved."""
+    import numpy as np
+
     pixels = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
     ds.SamplesPerPixel = 3
@@ -370,6 +412,3 @@ def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> by
     ds.HighBit = 7
     ds.PixelRepresentation = 0
     ds.PixelData = pixels.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
