@@ -73,7 +73,7 @@ class StoreDatabase:
     _closed: bool
     _conn: sqlite3.Connection
 
-    # ---- database opening, schema, reconciliation -----------------------------------------
+    # ---- database opening --------------------------------------------------------------------
 
     def _check_writable(self) -> None:
         """Raise :class:`StoreUnavailableError` (``read_only``) if no file can be created in the

@@ -33,7 +33,7 @@ class StoreReconciler(StoreDatabase):
     """Brings database and files into agreement when the store is opened."""
 
     def _reconcile(self) -> None:
-        """Bring database and files into agreement (see module docstring)."""
+        """Bring database and files into agreement (see :mod:`desktop_app.core.store.store`)."""
         report = self.startup_report
         with self._lock:
             for tmp in self.images_dir.rglob(f"{TEMP_PREFIX}*"):

@@ -19,6 +19,12 @@ database transaction, before the commit, so the journal is never behind the data
 the database itself is damaged and rebuilt does the journal matter: each capture then gets back
 its last journalled state (review decision, reviewer, reason, queue and submitted state, remote
 identifiers) and its audit trail, so a delivered capture is never sent again.
+
+The class is built from parts: :class:`~desktop_app.core.store.database.StoreDatabase`
+(opening, transactions, audit and journal, row mapping),
+:class:`~desktop_app.core.store.reconcile.StoreReconciler` (start-up reconciliation) and
+:class:`~desktop_app.core.store.queue_state.QueueState` (the submission queue's bookkeeping);
+this module adds capturing, reading, review, deletion and export.
 """
 
 from __future__ import annotations
@@ -327,7 +333,6 @@ class CaptureStore(StoreReconciler, QueueState):
             raise KeyError(capture_id)
         return str(row["image_relpath"])
 
-    # ---- submission bookkeeping (used by core.submission) ------------------------------------
     # ---- export ------------------------------------------------------------------------------
 
     def export_training_csv(self, out_csv: Path, ids: Iterable[str] | None = None) -> int:
