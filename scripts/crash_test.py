@@ -54,7 +54,7 @@ logger = logging.getLogger("crash_test")
 def run_child(root: Path, target_settings: dict[str, str], seed: int, pace_s: float) -> None:
     import numpy as np
 
-    from desktop_app.core.storage import CaptureInfo, CaptureStore
+    from desktop_app.core.store import CaptureInfo, CaptureStore
     from desktop_app.core.submission import SubmissionQueue, make_target
 
     rng = np.random.default_rng(seed)
@@ -201,7 +201,7 @@ def verify(
     totals: Totals,
 ) -> None:
     """Open the store like a restarting app and check every invariant; record problems."""
-    from desktop_app.core.storage import TEMP_PREFIX, CaptureStore, StorageError
+    from desktop_app.core.store import TEMP_PREFIX, CaptureStore, StorageError
 
     problems: list[str] = []
     store = CaptureStore(root)
@@ -295,7 +295,7 @@ def drain_and_check(
     root: Path, target_settings: dict[str, str], deliveries: Deliveries, totals: Totals
 ) -> None:
     """Deliver everything still queued, then require exactly-once delivery of all accepted."""
-    from desktop_app.core.storage import CaptureStore
+    from desktop_app.core.store import CaptureStore
     from desktop_app.core.submission import SubmissionQueue, make_target
 
     with CaptureStore(root) as store:

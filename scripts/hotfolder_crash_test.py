@@ -3,10 +3,10 @@
 up imported exactly once.
 
 The child is the app's own ingest path without the window: a
-:class:`~desktop_app.core.frame_sources.ResilientSource` around the
-:class:`~desktop_app.core.frame_sources.HotFolderSource` (the same persisted "seen" state as the
+:class:`~desktop_app.core.sources.ResilientSource` around the
+:class:`~desktop_app.core.sources.HotFolderSource` (the same persisted "seen" state as the
 app), each file handed to :func:`~desktop_app.core.capture.process_capture`, which stores it in
-the :class:`~desktop_app.core.storage.CaptureStore` and then marks the file done
+the :class:`~desktop_app.core.store.CaptureStore` and then marks the file done
 (``Frame.on_stored``). It prints ``READ``, ``STORED`` and ``ACKED`` lines as it goes.
 
 The parent plays a tethered camera: it drops new photos (each a different picture, written under a
@@ -54,8 +54,8 @@ logger = logging.getLogger("hotfolder_crash_test")
 
 def run_child(folder: Path, root: Path, state_path: Path, settle_s: float) -> None:
     from desktop_app.core.capture import CaptureContext, process_capture
-    from desktop_app.core.frame_sources import HotFolderSource, ResilientSource, source_label
-    from desktop_app.core.storage import CaptureStore
+    from desktop_app.core.sources import HotFolderSource, ResilientSource, source_label
+    from desktop_app.core.store import CaptureStore
 
     store = CaptureStore(root)
     source = ResilientSource(
@@ -140,7 +140,7 @@ def _write_photo(
 
 def _captures_per_file(root: Path, folder: Path, totals: Totals) -> dict[str, int]:
     """Open the store like the restarting app; captures per hot-folder file name."""
-    from desktop_app.core.storage import CaptureStore
+    from desktop_app.core.store import CaptureStore
 
     with CaptureStore(root) as store:
         report = store.startup_report

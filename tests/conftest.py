@@ -13,7 +13,7 @@ import keyring.backends.fail
 import keyring.errors
 import pytest
 
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "2")

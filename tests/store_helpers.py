@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from desktop_app.core.storage import CaptureInfo
+from desktop_app.core.store import CaptureInfo
 
 
 def make_info(**overrides: Any) -> CaptureInfo:

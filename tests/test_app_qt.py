@@ -23,9 +23,9 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.demo_scene import render_skin
-from desktop_app.core.frame_sources import FrameSource
 from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
+from desktop_app.core.sources import FrameSource
 from desktop_app.qt.live_view import PRACTICE_BANNER
 from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
 
@@ -349,8 +349,8 @@ def test_hot_folder_file_is_evaluated_as_capture(
     assert window.outcome is not None
     assert window.outcome.source == f"hotfolder:{tether}/DSC_0001.JPG"
     assert window.outcome.judgement.accepted and window.submit_button.isEnabled()
-    # stored, so marked done: a restart does not offer it again (core.hotfolder's saved state)
-    from desktop_app.core.hotfolder import HotFolderWatcher
+    # stored, so marked done: a restart does not offer it again (the watcher's saved state)
+    from desktop_app.core.sources import HotFolderWatcher
 
     assert HotFolderWatcher(tether, settle_s=0).poll() == []
     (tether / "DSC_0002.JPG").write_bytes(b"truncated")

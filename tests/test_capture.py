@@ -11,7 +11,7 @@ import pytest
 
 from desktop_app.core.capture import CaptureContext, process_capture
 from desktop_app.core.inference import QualityEngine
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 
 CONTEXT = CaptureContext("staff", "nurse", "ENC-1", "Forearm (left)", "itchy")
 

@@ -35,7 +35,7 @@ def test_a_capture_killed_mid_delete_counts_as_deleted_not_lost(
 
     from store_helpers import CRASH_SCRIPT, make_info, smooth_image
 
-    from desktop_app.core.storage import CaptureStore
+    from desktop_app.core.store import CaptureStore
 
     spec = importlib.util.spec_from_file_location("crash_test_script", CRASH_SCRIPT)
     assert spec is not None and spec.loader is not None

@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.dicom_content import (
+from desktop_app.core.settings import BODY_SITES
+from desktop_app.core.store import CaptureStore
+from desktop_app.core.submission import SubmissionError, build_dicom
+from desktop_app.core.submission.dicom import (
     BODY_SITE_REGIONS,
     body_site_coding,
     person_name,
     study_id,
     validate_patient_fields,
 )
-from desktop_app.core.settings import BODY_SITES
-from desktop_app.core.storage import CaptureStore
-from desktop_app.core.submission import SubmissionError, build_dicom
-from desktop_app.core.submit_policy import submit_blocker
+from desktop_app.core.submission.policy import submit_blocker
 
 pydicom = pytest.importorskip("pydicom")
 

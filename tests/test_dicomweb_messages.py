@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.credentials import redact_text, redact_url, split_url_credentials
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 from desktop_app.core.submission import (
     DicomWebTarget,
     SubmissionError,
     SubmissionQueue,
     make_target,
 )
+from desktop_app.core.submission.credentials import redact_text, redact_url, split_url_credentials
 
 pytest.importorskip("requests")
 pytest.importorskip("pydicom")

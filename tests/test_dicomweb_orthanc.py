@@ -13,7 +13,7 @@ import pytest
 from orthanc_server import TEST_USER, OrthancServer, find_orthanc
 from store_helpers import make_info, run_crash_script, smooth_image
 
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 from desktop_app.core.submission import (
     PRIVATE_CREATOR,
     PRIVATE_GROUP,

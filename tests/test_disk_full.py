@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from store_helpers import make_info
 
-from desktop_app.core.storage import RESERVE_NAME, TEMP_PREFIX, CaptureStore, StorageError
+from desktop_app.core.store import RESERVE_NAME, TEMP_PREFIX, CaptureStore, StorageError
 
 FS_SIZE_KIB = 1024
 

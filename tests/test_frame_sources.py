@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from desktop_app.core.frame_sources import (
+from desktop_app.core.sources import (
     DemoSource,
     FrameSource,
     FrameSourceError,
@@ -254,7 +254,7 @@ def test_demo_looks_like_skin_not_a_flat_fill(demo: DemoSource) -> None:
 
 
 def test_hot_folder_files_arrive_as_captures_with_original_bytes(tmp_path: Path) -> None:
-    from desktop_app.core.frame_sources import HotFolderSource
+    from desktop_app.core.sources import HotFolderSource
 
     folder = tmp_path / "tether"
     folder.mkdir()

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.hotfolder import HotFolderWatcher
 from desktop_app.core.image_io import ImageLoadError, decode_rgb, load_rgb
-from desktop_app.core.storage import CaptureStore, prepare_image_bytes, strip_jpeg_metadata
+from desktop_app.core.sources import HotFolderWatcher
+from desktop_app.core.store import CaptureStore, prepare_image_bytes, strip_jpeg_metadata
 
 # More examples for a longer campaign: SKIN_CAPTURE_FUZZ_EXAMPLES=5000 python -m pytest ...
 FUZZ_EXAMPLES = int(os.environ.get("SKIN_CAPTURE_FUZZ_EXAMPLES", "250"))

@@ -12,9 +12,8 @@ import pytest
 from store_helpers import encode, make_info, smooth_image
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome, process_capture
-from desktop_app.core.frame_sources import Frame, HotFolderSource
-from desktop_app.core.hotfolder import HotFolderWatcher
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.sources import Frame, HotFolderSource, HotFolderWatcher
+from desktop_app.core.store import CaptureStore
 
 
 @pytest.fixture

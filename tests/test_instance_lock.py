@@ -14,7 +14,7 @@ import pytest
 from store_helpers import make_info, smooth_image
 
 from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
-from desktop_app.core.storage import CaptureRecord, CaptureStore
+from desktop_app.core.store import CaptureRecord, CaptureStore
 from desktop_app.core.submission import SubmissionQueue
 
 HOLD_LOCK = """

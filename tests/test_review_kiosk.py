@@ -59,7 +59,7 @@ from desktop_app.core.review import (
     unsent_accepted,
 )
 from desktop_app.core.settings import BODY_SITES
-from desktop_app.core.storage import CaptureStore, reasons_named_in
+from desktop_app.core.store import CaptureStore, reasons_named_in
 from desktop_app.qt.gallery import FILTERS, NEEDS_REVIEWER, describe
 
 JARGON = ("quality", "threshold", "score", "focus", "needs 0", "exposure", "blur")
@@ -177,7 +177,7 @@ def test_accept_anyway_asks_before_sending(
 
 
 def test_review_rules_in_core() -> None:
-    from desktop_app.core.storage import CaptureRecord
+    from desktop_app.core.store import CaptureRecord
 
     record = CaptureRecord(
         "c1", "2026-12-03T10:00:00+00:00", Path("x.jpg"), make_info(accepted=False), "rejected",

@@ -109,7 +109,7 @@ def test_password_goes_to_the_keyring_not_the_file(tmp_path: Path, memory_keyrin
 
 def test_without_a_keyring_the_password_is_not_written(tmp_path: Path) -> None:
     """This machine's case (keyring's fail backend): kept for the session only."""
-    from desktop_app.core.credentials import secret_store_status
+    from desktop_app.core.submission.credentials import secret_store_status
 
     assert not secret_store_status().usable
     assert "only until the app closes" in secret_store_status().description

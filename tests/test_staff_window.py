@@ -19,8 +19,8 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
 from desktop_app.core.demo_scene import render_skin
-from desktop_app.core.frame_sources import FrameSource
 from desktop_app.core.settings import AppSettings, load_settings
+from desktop_app.core.sources import FrameSource
 from desktop_app.qt.main_window import (
     CHECKING_PHOTO,
     HOT_FOLDER_WAITING,

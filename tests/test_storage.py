@@ -19,7 +19,7 @@ from PIL import Image
 from store_helpers import encode, make_info, smooth_image
 
 from desktop_app.core.image_io import decode_rgb
-from desktop_app.core.storage import (
+from desktop_app.core.store import (
     CAPTURE_STATES,
     SCHEMA_VERSION,
     TEMP_PREFIX,
@@ -373,7 +373,7 @@ def test_export_training_csv(store: CaptureStore, tmp_path: Path) -> None:
 
 
 def test_reviewers_own_words_name_reasons() -> None:
-    from desktop_app.core.storage import reasons_named_in
+    from desktop_app.core.store import reasons_named_in
 
     assert reasons_named_in("too blurry") == {"blur"}
     assert reasons_named_in("Out of focus, colour cast") == {"blur", "colour"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.storage import (
+from desktop_app.core.store import (
     DB_NAME,
     CaptureRecord,
     CaptureStore,
@@ -328,7 +328,7 @@ def test_a_capture_without_details_is_not_restored_as_sendable(tmp_path: Path) -
 def test_a_change_whose_journal_cannot_be_written_is_not_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import desktop_app.core.storage as storage
+    import desktop_app.core.store.database as storage
 
     with CaptureStore(tmp_path / "store") as s:
         record = s.add(smooth_image(), make_info(accepted=False, score=0.1))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_info, smooth_image
 
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.store import CaptureStore, StorageError
 from desktop_app.core.submission import (
     DicomWebTarget,
     OutboxTarget,
@@ -130,7 +130,7 @@ def test_permanent_failures_are_marked_failed_and_can_be_retried(
     queue = SubmissionQueue(store, target)
     no_patient = store.add(smooth_image(), make_info(patient_ref="", mode="kiosk"))
     with pytest.raises(StorageError, match="no patient or encounter reference"):
-        queue.enqueue(no_patient.id)  # refused up front (core.submit_policy), not failed later
+        queue.enqueue(no_patient.id)  # refused up front (core.submission.policy), not failed later
     assert store.get(no_patient.id).state == "accepted"
     broken = store.add(smooth_image(), make_info())
     broken.image_path.write_bytes(b"\xff\xd8\xff\xe0 garbage")

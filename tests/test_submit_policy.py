@@ -1,4 +1,4 @@
-"""The one submit rule (core.submit_policy), enforced by the queue for every window: demo and
+"""The one submit rule (core.submission.policy), enforced by the queue for every window: demo and
 replayed frames never reach a target, a PACS gets no photo without a patient reference."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from store_helpers import make_info, smooth_image
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.gating import CaptureJudgement
-from desktop_app.core.storage import CaptureStore
+from desktop_app.core.store import CaptureStore
 from desktop_app.core.submission import (
     DicomWebTarget,
     OutboxTarget,
     SubmissionQueue,
     SubmissionRefused,
 )
-from desktop_app.core.submit_policy import (
+from desktop_app.core.submission.policy import (
     PRACTICE_SOURCE_MESSAGE,
     is_practice_source,
     submit_blocker,
@@ -58,7 +58,7 @@ def test_a_practice_capture_queued_before_the_rule_fails_visibly_unsent(
     outbox = tmp_path / "outbox"
     queue = SubmissionQueue(store, OutboxTarget(outbox))
     record = store.add(smooth_image(), make_info(source="demo"))
-    store._update(record.id, "system", "enqueue", "outbox", state="queued")  # an old row
+    store.update_queue_state(record.id, "system", "enqueue", "outbox", state="queued")  # an old row
     status = queue.process_pending()
     assert status.failed == 1 and status.submitted == 0
     failed = store.get(record.id)

@@ -1,6 +1,6 @@
 """Taking a capture: score the still on the capture grid, judge it, store it. No Qt here.
 
-The still is stored in the :class:`~desktop_app.core.storage.CaptureStore` before anything else
+The still is stored in the :class:`~desktop_app.core.store.CaptureStore` before anything else
 happens with it (before it is shown, submitted or discarded), whether it passed, failed, or could
 not be scored at all, so that no photo is ever lost.
 """
@@ -21,8 +21,8 @@ from desktop_app.core.inference import (
     QualityResult,
     describe_model_error,
 )
-from desktop_app.core.storage import CaptureInfo, CaptureRecord, CaptureStore, StorageError
-from desktop_app.core.submit_policy import is_practice_source
+from desktop_app.core.store import CaptureInfo, CaptureRecord, CaptureStore, StorageError
+from desktop_app.core.submission.policy import is_practice_source
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class CaptureOutcome:
 
     @property
     def can_submit(self) -> bool:
-        """Accepted, stored and from a real camera (``core.submit_policy``; the target's own
+        """Accepted, stored and from a real camera (``core.submission.policy``; the target's own
         needs, such as a patient reference, are checked where the target is known)."""
         return (
             self.judgement.accepted

@@ -6,7 +6,7 @@ a micro-relief furrow network, pores, a few fine hairs, soft directional light w
 camera noise; the lesion is a pigmented macule with an irregular, partly blurred border, uneven
 brown to grey-blue pigment, a reticular network and a few globules.
 
-The demo feed (``frame_sources.DemoSource``) moves a virtual camera over the rendered skin and
+The demo feed (``sources.DemoSource``) moves a virtual camera over the rendered skin and
 cycles through good and poor moments (motion blur, defocus, too dark, glare, lesion off-centre,
 too far away) so that a new user sees the quality gate react.
 """

@@ -1,7 +1,7 @@
 """The rules of the Review tab (no Qt): accepting a photo anyway, completing an accepted photo's
 patient ID and body site before it is sent, and which photos are accepted but not sent yet.
 
-Sending itself is decided by the one submit rule, :func:`desktop_app.core.submit_policy.
+Sending itself is decided by the one submit rule, :func:`desktop_app.core.submission.policy.
 submit_blocker`; the functions here only say whether the reviewer has given what a decision
 needs (a name, a reason from the fixed list, a patient ID and a body site).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from desktop_app.core.settings import BODY_SITES
-from desktop_app.core.storage import CaptureRecord, CaptureStore
-from desktop_app.core.submit_policy import is_practice_source
+from desktop_app.core.store import CaptureRecord, CaptureStore
+from desktop_app.core.submission.policy import is_practice_source
 
 # Why a reviewer accepts a photo the quality check rejected: a fixed list (no free text), so that
 # every override is comparable and the training export can read which fault the reviewer saw

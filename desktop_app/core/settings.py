@@ -6,9 +6,9 @@ one is kept aside as ``settings.json.damaged`` and logged), so settings never st
 starting. The kiosk PIN is stored only as a salted PBKDF2-SHA256 hash.
 
 The DICOMweb password is not written to the file: it goes to the OS keyring
-(``core.credentials``), or, where there is no usable keyring, it is kept for the running session
-only, unless the user explicitly ticked "store the password in the settings file (not
-encrypted)" (``submission["password_in_file"] == "true"``). The file is written 0600 in a 0700
+(``core.submission.credentials``), or, where there is no usable keyring, it is kept for the
+running session only, unless the user explicitly ticked "store the password in the settings file
+(not encrypted)" (``submission["password_in_file"] == "true"``). The file is written 0600 in a 0700
 folder, and a server address never keeps a ``user:password@`` part.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.credentials import (
+from desktop_app.core.submission.credentials import (
     keyring_account,
     load_password,
     save_password,

@@ -1,7 +1,7 @@
 """Review gallery for clinicians: captures as thumbnails labelled with patient ID, body site, score
 and reasons, a large viewer with the heat overlay, and the review actions (accept anyway with a
 reason from a fixed list, complete the patient ID and body site of an accepted photo and send it,
-confirm reject, delete, export). The rules are in ``core.review`` and ``core.submit_policy``."""
+confirm reject, delete, export). The rules are in ``core.review`` and ``core.submission.policy``."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from desktop_app.core.review import (
     unsent_accepted_in_store,
 )
 from desktop_app.core.settings import BODY_SITES, AppSettings
-from desktop_app.core.storage import CaptureRecord, CaptureStore, StorageError, utc_now
+from desktop_app.core.store import CaptureRecord, CaptureStore, StorageError, utc_now
 from desktop_app.core.submission import QueueStatus
 from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import FrameView, HeatMap

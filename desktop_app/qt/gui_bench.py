@@ -76,9 +76,9 @@ def _spin_until(predicate: Any, timeout_s: float) -> bool:
 
 
 def _open_window(model_path: Path, store_root: Path) -> Any:
-    from desktop_app.core.frame_sources import DemoSource
     from desktop_app.core.settings import AppSettings
-    from desktop_app.core.storage import CaptureStore
+    from desktop_app.core.sources import DemoSource
+    from desktop_app.core.store import CaptureStore
     from desktop_app.qt.main_window import AppServices, MainWindow
 
     settings = AppSettings(operator="bench", submission={"kind": "outbox"})

@@ -37,23 +37,23 @@ from PySide6.QtWidgets import (
 
 from desktop_app import __version__
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
-from desktop_app.core.dicom_content import validate_patient_fields
-from desktop_app.core.frame_sources import (
-    DemoSource,
-    FrameSource,
-    FrameSourceError,
-    list_cameras,
-    source_from_spec,
-)
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
 from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
 from desktop_app.core.resources import app_icon_path, resources_dir
 from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
-from desktop_app.core.storage import CaptureStore, StorageError, default_store_root
+from desktop_app.core.sources import (
+    DemoSource,
+    FrameSource,
+    FrameSourceError,
+    list_cameras,
+    source_from_spec,
+)
+from desktop_app.core.store import CaptureStore, StorageError, default_store_root
 from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
-from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
+from desktop_app.core.submission.dicom import validate_patient_fields
+from desktop_app.core.submission.policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import CaptureSession, queue_summary
 from desktop_app.qt.widgets import STATE_COLOURS

@@ -15,13 +15,13 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
-from desktop_app.core.frame_sources import Frame, FrameSource, source_label
 from desktop_app.core.gating import LiveGate
 from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
-from desktop_app.core.storage import CaptureRecord, CaptureStore
+from desktop_app.core.sources import Frame, FrameSource, source_label
+from desktop_app.core.store import CaptureRecord, CaptureStore
 from desktop_app.core.submission import QueueStatus, SubmissionQueue
-from desktop_app.core.submit_policy import is_practice_source, submit_blocker
+from desktop_app.core.submission.policy import is_practice_source, submit_blocker
 from desktop_app.qt.workers import (
     CameraWorker,
     CaptureRequest,
@@ -327,7 +327,7 @@ class CaptureSession(QObject):
 
     def send_blocker(self, record: CaptureRecord) -> str:
         """Why ``record`` may not be sent to the configured target ("" = it may), by the one
-        rule in ``core.submit_policy``."""
+        rule in ``core.submission.policy``."""
         needs_ref = self.queue.target.needs_patient_ref if self.queue is not None else False
         return submit_blocker(record, needs_ref)
 

@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.credentials import secret_store_status, url_has_credentials
-from desktop_app.core.dicom_content import validate_patient_fields
-from desktop_app.core.frame_sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.inference import available_providers
 from desktop_app.core.settings import PASSWORD_IN_FILE, AppSettings, password_in_file
+from desktop_app.core.sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.submission import CREDENTIALS_IN_URL_MESSAGE, make_target
+from desktop_app.core.submission.credentials import secret_store_status, url_has_credentials
+from desktop_app.core.submission.dicom import validate_patient_fields
 from desktop_app.qt.session import CaptureSession
 
 AUTO_CAMERA = "Automatic (first camera, else demo feed)"

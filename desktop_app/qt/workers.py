@@ -25,11 +25,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from desktop_app.core.capture import CaptureContext, process_capture
-from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
 from desktop_app.core.inference import QualityEngine, QualityResult, describe_model_error
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.sources import Frame, FrameSource, ResilientSource
+from desktop_app.core.store import CaptureStore, StorageError
 from desktop_app.core.submission import SubmissionQueue
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class CaptureRequest:
     source: str
     encoded: bytes | None
     requested_at: float
-    # a hot-folder file: marks it done once stored (core.frame_sources.Frame.on_stored)
+    # a hot-folder file: marks it done once stored (core.sources.Frame.on_stored)
     on_stored: Callable[[], None] | None = None
 
 

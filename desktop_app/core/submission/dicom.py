@@ -10,13 +10,36 @@ coded where DICOM has codes. No Qt, no pydicom needed to import this module.
   pydicom's ``pydicom.sr.codedict`` (``codes.cid4031``); a site with no CID 4031 region of its
   own (scalp, face, upper and lower back, genital / perianal, other) is not coded.
 * :func:`person_name` writes an operator name in DICOM PN form.
+* :func:`build_dicom` builds the VL Photographic Image instance of a capture (pydicom, imported
+  when called).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from desktop_app.core.store import CaptureRecord
+from desktop_app.core.submission.target import SubmissionError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+VL_PHOTOGRAPHIC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
+PRIVATE_CREATOR = "SkinCaptureAssist 1"
+PRIVATE_GROUP = 0x0011
+# Private element offsets in block (0011,10xx):
+PRIVATE_SCORE = 0x01  # FD quality score
+PRIVATE_THRESHOLD = 0x02  # FD decision threshold
+PRIVATE_MODEL_VERSION = 0x03  # LO
+PRIVATE_DECISION = 0x04  # CS accepted | overridden
+PRIVATE_REASONS = 0x05  # LT JSON {reason: probability}
+PRIVATE_CAPTURE_ID = 0x06  # LO
 
 # Maximum value lengths in characters (DICOM PS3.5 table 6.2-1).
 LO_MAX = 64
@@ -229,3 +252,163 @@ def study_id(study_uid: str) -> str:
     """A short Study ID (SH, 16 characters) derived from the Study Instance UID: the same study
     always gets the same ID, and it carries nothing about the patient."""
     return "SC" + hashlib.sha256(study_uid.encode("ascii")).hexdigest()[:10].upper()
+
+
+def _dicom_datetime(iso_utc: str) -> tuple[str, str, str]:
+    """(DA, TM, DT) strings in UTC from an ISO timestamp."""
+    stamp = datetime.fromisoformat(iso_utc).astimezone(UTC)
+    da = stamp.strftime("%Y%m%d")
+    tm = stamp.strftime("%H%M%S.%f")
+    return da, tm, f"{da}{tm}+0000"
+
+
+def _code_item(code: Code) -> Any:
+    """A code sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning
+    return item
+
+
+def build_dicom(record: CaptureRecord, image_rgb: np.ndarray, lossy: bool) -> bytes:
+    """A DICOM VL Photographic Image (Part 10 file bytes) for one capture.
+
+    ``image_rgb``: uint8 ``[H, W, 3]``, stored uncompressed (Explicit VR Little Endian, RGB), so
+    the pixels read back are exactly the stored photo's decoded pixels. ``lossy``: whether the
+    stored photo was JPEG (Lossy Image Compression = 01).
+    """
+    import io
+
+    from pydicom.dataset import Dataset
+
+    info = record.info
+    problems = check_lo("The patient or encounter ID", info.patient_ref)
+    if problems:  # stored before the checks at entry: never split or cut a patient ID
+        raise SubmissionError(" ".join(problems) + " Correct it before sending.", transient=False)
+    coding = body_site_coding(info.body_site)
+    da, tm, dt = _dicom_datetime(record.created_utc)
+    now_da, now_tm, _ = _dicom_datetime(datetime.now(UTC).isoformat())
+    decision = "overridden" if record.review_action == "override" else "accepted"
+
+    ds = Dataset()
+    ds.file_meta = _file_meta(record)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = VL_PHOTOGRAPHIC_IMAGE_STORAGE
+    ds.SOPInstanceUID = record.sop_instance_uid
+    ds.StudyInstanceUID = record.study_uid
+    ds.SeriesInstanceUID = record.series_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now_da, now_tm
+    ds.TimezoneOffsetFromUTC = "+0000"
+    _add_patient_study_series(ds, record, coding, da, tm)
+    _add_image(ds, record, coding, decision, lossy, (da, tm, dt))
+    _add_private_block(ds, record, decision)
+    _add_pixels(ds, image_rgb)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _file_meta(record: CaptureRecord) -> Any:
+    """The Part 10 file meta information of a capture's instance."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(VL_PHOTOGRAPHIC_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(record.sop_instance_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID("2.25.184113196474350330219377254012345718641")
+    meta.ImplementationVersionName = "SKINCAPTURE1"
+    return meta
+
+
+def _add_patient_study_series(
+    ds: Any, record: CaptureRecord, coding: BodySiteCoding, da: str, tm: str
+) -> None:
+    """Patient, study, series and equipment attributes (Type 2 present, empty where unknown)."""
+    info = record.info
+    # Patient / study (Type 2 attributes present, empty where unknown)
+    ds.PatientID = info.patient_ref
+    ds.PatientName = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyDate, ds.StudyTime = da, tm
+    ds.StudyID = study_id(record.study_uid)
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "Skin photographs"
+    # Series / equipment
+    ds.Modality = "XC"
+    ds.SeriesNumber = 1
+    ds.SeriesDate, ds.SeriesTime = da, tm
+    ds.SeriesDescription = clean_lo(f"Skin photo: {info.body_site}")
+    ds.Manufacturer = "Skin Capture Assist"
+    ds.SoftwareVersions = clean_lo(f"model {info.model_version}")
+    ds.OperatorsName = person_name(info.operator)
+    if coding.body_part:
+        ds.BodyPartExamined = coding.body_part
+
+
+def _add_image(
+    ds: Any,
+    record: CaptureRecord,
+    coding: BodySiteCoding,
+    decision: str,
+    lossy: bool,
+    when: tuple[str, str, str],
+) -> None:
+    """The image's own attributes: dates, type, anatomic region, comments. ``when``: (DA, TM,
+    DT) of the capture."""
+    info = record.info
+    da, tm, dt = when
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = da, tm
+    ds.AcquisitionDate, ds.AcquisitionTime = da, tm
+    ds.AcquisitionDateTime = dt
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.LossyImageCompression = "01" if lossy else "00"
+    ds.AcquisitionContextSequence = []
+    ds.ImageLaterality = coding.image_laterality
+    if coding.region is not None:
+        region = _code_item(coding.region)
+        if coding.laterality is not None:
+            region.AnatomicRegionModifierSequence = [_code_item(coding.laterality)]
+        ds.AnatomicRegionSequence = [region]
+    ds.PatientOrientation = ""
+    reasons = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info.reasons.items()))
+    ds.ImageComments = clean_text(
+        f"Quality score {info.score:.4f} (threshold {info.threshold:.4f}, {decision}); "
+        f"model {info.model_version}; reasons: {reasons or 'none'}; capture {record.id}; "
+        f"body site: {info.body_site}; note: {info.note}"
+    )
+
+
+def _add_private_block(ds: Any, record: CaptureRecord, decision: str) -> None:
+    """The app's private block: score, threshold, model, decision, reasons, capture id."""
+    info = record.info
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(PRIVATE_SCORE, "FD", float(info.score))
+    block.add_new(PRIVATE_THRESHOLD, "FD", float(info.threshold))
+    block.add_new(PRIVATE_MODEL_VERSION, "LO", clean_lo(info.model_version))
+    block.add_new(PRIVATE_DECISION, "CS", decision.upper())
+    block.add_new(PRIVATE_REASONS, "LT", json.dumps(info.reasons, sort_keys=True))
+    block.add_new(PRIVATE_CAPTURE_ID, "LO", record.id)
+
+
+def _add_pixels(ds: Any, image_rgb: np.ndarray) -> None:
+    """Uncompressed 8-bit RGB pixel data, interleaved."""
+    import numpy as np
+
+    pixels = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()

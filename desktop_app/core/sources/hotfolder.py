@@ -1,4 +1,5 @@
-"""Hot folder ingestion: photos dropped by a tethered camera or a phone-sync tool.
+"""Hot folder ingestion: photos dropped by a tethered camera or a phone-sync tool, and
+:class:`HotFolderSource`, the frame source that reads them.
 
 :meth:`HotFolderWatcher.poll` reports each new file once, after its size and modification time
 have stayed the same for ``settle_s`` seconds (so half-copied files are not read). Files are
@@ -8,7 +9,7 @@ report them again; a file replaced by a different one (new size or time) is repo
 By default a file counts as done once ``poll`` returned it. With ``auto_acknowledge=False`` it
 is only persisted as done when the caller calls :meth:`HotFolderWatcher.acknowledge` (after
 ``CaptureStore.add`` returned), so a crash in between offers the file again after the restart.
-The app's :class:`~desktop_app.core.frame_sources.HotFolderSource` works that way (a file is
+The app's :class:`~HotFolderSource` works that way (a file is
 re-imported after a crash, never skipped; the store recognises the same photo and does not keep
 it twice).
 
@@ -18,6 +19,7 @@ read; ``poll`` reports them once, by count (names are not logged: they may name 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,13 +27,22 @@ import os
 import stat
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from desktop_app.core.image_io import ImageLoadError, decode_rgb
-from desktop_app.core.storage import atomic_write_bytes, default_store_root, ensure_private_dir
+from desktop_app.core.sources.base import (
+    Frame,
+    FrameSourceError,
+    Pacer,
+    SourceKind,
+    SourceLostError,
+)
+from desktop_app.core.store import atomic_write_bytes, default_store_root, ensure_private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -248,3 +259,87 @@ def _ignored(name: str) -> bool:
         or lower.endswith(_IN_PROGRESS_SUFFIXES)
         or lower.startswith("~$")
     )
+
+
+class HotFolderSource:
+    """A tethered camera: its vendor software writes each shot into ``folder``.
+
+    Every new file becomes a :class:`Frame` with ``is_capture=True`` (evaluated as a capture, not
+    a live frame) carrying the file's original bytes. A file counts as done only when the
+    frame's ``on_stored`` is called (after ``CaptureStore.add`` returned): a crash before that
+    offers it again at the next start, never skips it. Files that cannot be read, and entries
+    that are not regular files, are reported through ``on_problem`` (they stay in the folder;
+    nothing is deleted). A folder that vanishes (network share dropped, card removed) raises
+    :class:`SourceLostError`.
+    """
+
+    kind: SourceKind = "hotfolder"
+
+    def __init__(
+        self,
+        folder: Path,
+        poll_interval_s: float = 0.5,
+        settle_s: float = 0.5,
+        state_path: Path | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.name = f"Hot folder: {self.folder}"
+        self.settle_s = settle_s
+        self.state_path = state_path
+        self.on_problem = on_problem or (lambda message: logger.warning("%s", message))
+        self._pacer = Pacer(1.0 / max(0.01, poll_interval_s))
+        self._watcher: HotFolderWatcher | None = None
+        self._ready: deque[Frame] = deque()
+        self._count = 0
+        self._resolution: tuple[int, int] | None = None
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return self._resolution
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise FrameSourceError(
+                f"The hot folder {self.folder} does not exist. Check the tether software's "
+                "download folder (and that the drive or share is connected)."
+            )
+        self._watcher = HotFolderWatcher(
+            self.folder, self.settle_s, self.state_path, auto_acknowledge=False
+        )
+        self._ready.clear()
+
+    def read(self) -> Frame | None:
+        if self._watcher is None:
+            raise FrameSourceError("The hot folder is not open.")
+        if self._ready:
+            return self._ready.popleft()
+        self._pacer.wait()
+        if not self.folder.is_dir():
+            raise SourceLostError(f"The hot folder {self.folder} is no longer reachable.")
+        watcher = self._watcher
+        for event in watcher.poll():
+            if event.ok and event.image_rgb is not None:
+                self._count += 1
+                image = event.image_rgb
+                self._resolution = (int(image.shape[1]), int(image.shape[0]))
+                self._ready.append(
+                    Frame(
+                        image,
+                        "RGB",
+                        self._count,
+                        time.monotonic(),
+                        self.name,
+                        is_capture=True,
+                        encoded=event.encoded,
+                        label=event.path.name,
+                        on_stored=functools.partial(watcher.acknowledge, event),
+                    )
+                )
+            elif event.error:
+                self.on_problem(event.error)
+        return self._ready.popleft() if self._ready else None
+
+    def close(self) -> None:
+        self._watcher = None
+        self._ready.clear()

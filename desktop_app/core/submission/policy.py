@@ -10,7 +10,7 @@ A capture may reach a submission target only when all of these hold:
   never sent under a patient's reference;
 * it carries a patient or encounter reference when the target needs one (a PACS does);
 * its patient ID, body site, note and operator name fit their DICOM value representations
-  (``core.dicom_content.validate_patient_fields``: a backslash would split the patient ID, a tab
+  (``core.submission.dicom.validate_patient_fields``: a backslash would split the patient ID, a tab
   or an over-long value makes the DICOM object invalid).
 
 :func:`submit_blocker` says why not, in words for the person at the screen ("" = allowed). The
@@ -19,8 +19,8 @@ submission queue enforces it too, so no window can send what the rule forbids.
 
 from __future__ import annotations
 
-from desktop_app.core.dicom_content import validate_patient_fields
-from desktop_app.core.storage import CaptureRecord
+from desktop_app.core.store import CaptureRecord
+from desktop_app.core.submission.dicom import validate_patient_fields
 
 SENDABLE_STATES: tuple[str, ...] = ("accepted", "overridden", "failed", "queued")
 PRACTICE_SOURCE_MESSAGE = (
