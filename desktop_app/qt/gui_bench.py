@@ -267,9 +267,7 @@ def measure_cue_latency(window: Any, cycles: float) -> dict[str, Any]:
     timer.start()
     _spin(cycles * demo.cycle_seconds + 1.0)
     timer.stop()
-    latencies, missed = cue_latencies(
-        samples, demo._start, demo.schedule, expected_messages()
-    )
+    latencies, missed = cue_latencies(samples, demo._start, demo.schedule, expected_messages())
     if not latencies:
         return {"cue_latency_changes": 0, "cue_latency_missed": missed}
     return {
