@@ -23,6 +23,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.frame_sources import FrameSource
+from desktop_app.core.gating import GateState
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
 from desktop_app.qt.live_view import PRACTICE_BANNER
 from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
@@ -117,7 +118,12 @@ def _fill_patient(window: MainWindow) -> None:
 
 
 def _wait_live(qtbot: QtBot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.live.last_view is not None, timeout=WAIT_MS)
+    """Until the model's first live result is on screen (the cheap cues come first)."""
+    qtbot.waitUntil(
+        lambda: window.live.last_view is not None
+        and window.live.last_view.state != GateState.WAITING,
+        timeout=WAIT_MS,
+    )
 
 
 def test_sharp_frame_enables_submit_and_sends(

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from desktop_app.core.bench import synthetic_frame
 from desktop_app.core.capture import CaptureContext, process_capture
+from desktop_app.core.cues import CueAnalyzer, FrameCues, view_difference
 from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
 from desktop_app.core.inference import QualityEngine, QualityResult
 from desktop_app.core.mailbox import LatestSlot
@@ -41,6 +44,7 @@ class PreviewFrame:
 
     frame: Frame
     display_bgrx: np.ndarray
+    cues: FrameCues | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class CameraWorker(QObject):
         display_size: DisplaySize,
         retry_interval_s: float = 1.0,
         live_interval_s: float = 0.1,
+        rescore_s: float = 2.0,
+        cues: CueAnalyzer | None = None,
     ) -> None:
         super().__init__()
         if hasattr(source, "on_problem"):
@@ -144,6 +150,13 @@ class CameraWorker(QObject):
         # every ``live_interval_s`` leaves CPU to the preview on small machines.
         self.live_interval_s = live_interval_s
         self._last_live_put = 0.0
+        self.rescore_s = rescore_s
+        self.cues = cues if cues is not None else CueAnalyzer()
+        self.on_scene_change: Callable[[], None] | None = None
+        self._sent_thumb: np.ndarray | None = None
+        self._sent_problem: str | None = None
+        self._was_paused = True
+        self.live_skipped_unchanged = 0
 
     def latest_frame(self) -> Frame | None:
         """The newest full-resolution live frame (thread-safe)."""
@@ -190,13 +203,42 @@ class CameraWorker(QObject):
             image = cv2.resize(image, (w, h), interpolation=interp)
         code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
         display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
-        if self.preview_slot.put(PreviewFrame(frame, display)):
+        try:
+            cues: FrameCues | None = self.cues.analyse(
+                frame.image, frame.colour_order, frame.timestamp
+            )
+        except Exception:  # a cue bug must not stop the preview
+            logger.exception("frame cues failed")
+            cues = None
+        if self.preview_slot.put(PreviewFrame(frame, display, cues)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
+            self._was_paused = True
             return
-        if frame.timestamp - self._last_live_put < self.live_interval_s:
-            return
+        self._send_to_model(frame, cues)
+
+    def _send_to_model(self, frame: Frame, cues: FrameCues | None) -> None:
+        since = frame.timestamp - self._last_live_put
+        fresh_start = self._was_paused
+        self._was_paused = False
+        verdict_changed = cues is not None and cues.problem != self._sent_problem
+        if not fresh_start and not verdict_changed:
+            if since < self.live_interval_s:
+                return
+            if (
+                cues is not None
+                and self._sent_thumb is not None
+                and since < self.rescore_s
+                and view_difference(cues.thumb, self._sent_thumb)
+                < self.cues.thresholds.unchanged_difference
+            ):
+                self.live_skipped_unchanged += 1
+                return
+        if verdict_changed and not fresh_start and self.on_scene_change is not None:
+            self.on_scene_change()  # the result on the old view would only be dropped
         self._last_live_put = frame.timestamp
+        if cues is not None:
+            self._sent_thumb, self._sent_problem = cues.thumb, cues.problem
         if self.inference_slot.put(frame):
             self.sig_inference_ready.emit()
 
@@ -221,6 +263,8 @@ class InferenceWorker(QObject):
         self.live_cancelled = 0
         self._live_run_lock = threading.Lock()
         self._live_run: Any = None  # onnxruntime.RunOptions of the live run in progress
+        self.warm_frame_hw = (720, 1280)  # the frame size the capture path is warmed up with
+        self.warm_up_ms = 0.0
 
     @Slot(str, str, bool)
     def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
@@ -248,6 +292,23 @@ class InferenceWorker(QObject):
                 reason_names=tuple(meta.reason_names),
             ),
         )
+        self._warm_capture_path(engine)
+
+    def _warm_capture_path(self, engine: QualityEngine) -> None:
+        """One dummy capture-grid scoring right after loading, here in the worker thread: the
+        first run of a new input shape is slow (onnxruntime plans and allocates), and it would
+        otherwise land on the session's first capture."""
+        if self.stopping:
+            return
+        t0 = time.perf_counter()
+        try:
+            engine.score(synthetic_frame(*self.warm_frame_hw, seed=3), grid="capture")
+            engine.score(synthetic_frame(*self.warm_frame_hw, seed=4), grid="live")
+        except Exception:  # only a warm-up: the real capture reports its own failure
+            logger.warning("capture warm-up failed", exc_info=True)
+            return
+        self.warm_up_ms = (time.perf_counter() - t0) * 1000.0
+        logger.info("capture path warmed up in %.0f ms", self.warm_up_ms)
 
     @Slot()
     def _on_unload_model(self) -> None:
