@@ -120,8 +120,9 @@ def _fill_patient(window: MainWindow) -> None:
 def _wait_live(qtbot: QtBot, window: MainWindow) -> None:
     """Until the model's first live result is on screen (the cheap cues come first)."""
     qtbot.waitUntil(
-        lambda: window.live.last_view is not None
-        and window.live.last_view.state != GateState.WAITING,
+        lambda: (
+            window.live.last_view is not None and window.live.last_view.state != GateState.WAITING
+        ),
         timeout=WAIT_MS,
     )
 
@@ -187,9 +188,7 @@ def test_gallery_override_confirm_delete_and_export(
     open_window: Callable,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    window = _staff_window(
-        tmp_path, test_model_path, f"still-camera:{blurred_folder}", open_window
-    )
+    window = _staff_window(tmp_path, test_model_path, f"still-camera:{blurred_folder}", open_window)
     _wait_live(qtbot, window)
     _fill_patient(window)
     ids = []
