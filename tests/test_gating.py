@@ -270,3 +270,15 @@ def test_after_an_accepted_capture_the_same_view_may_be_captured_again() -> None
     gate.update_cues(_cues(0.5), 0.5)
     gate.update(0.95, {}, 0.6, frame_timestamp=0.55)
     assert gate.update(0.95, {}, 0.85, frame_timestamp=0.8).capture_due
+
+
+def test_the_first_frame_of_a_new_verdict_already_counts_as_after_the_change() -> None:
+    # the camera thread sends the first frame of a new verdict to the model at once; the gate
+    # confirms the verdict a frame later, and that first frame's result must not be dropped
+    gate = LiveGate(threshold=0.5, window=3, margin=0.02)
+    gate.update_cues(_cues(0.0, "motion"), 0.0)
+    gate.update_cues(_cues(0.033, "motion"), 0.033)
+    gate.update_cues(_cues(1.0), 1.0)
+    gate.update_cues(_cues(1.033), 1.033)
+    assert gate.changed_at == pytest.approx(1.0)
+    assert gate.update(0.95, {}, 1.3, frame_timestamp=1.0).state == GateState.GOOD

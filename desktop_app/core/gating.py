@@ -211,6 +211,7 @@ class LiveGate:
         self._cue_problem: str | None = None
         self._pending_problem: str | None = None
         self._pending_count = 0
+        self._pending_since = -math.inf
         self._scene_thumb: np.ndarray | None = None
         self._changed_at = -math.inf
         self._captured_thumb: np.ndarray | None = None
@@ -305,23 +306,28 @@ class LiveGate:
         self._cues = cues
         problem = cues.problem
         if problem != self._cue_problem:
-            if problem == self._pending_problem:
+            if problem == self._pending_problem and self._pending_count > 0:
                 self._pending_count += 1
             else:
                 self._pending_problem, self._pending_count = problem, 1
+                self._pending_since = cues.timestamp
         else:
             self._pending_problem, self._pending_count = problem, 0
-        changed = False
+        changed_at: float | None = None
         if problem != self._cue_problem and self._pending_count >= self.cue_frames:
             self._cue_problem = problem
-            changed = True
-        elif self._scene_thumb is not None:
-            difference = view_difference(cues.thumb, self._scene_thumb)
-            changed = difference > self.changed_difference
-        if changed or self._scene_thumb is None:
+            # the change began with the verdict's first frame: a model result on that frame
+            # (the camera thread sends it at once) is already about the new view
+            changed_at = self._pending_since
+        elif (
+            self._scene_thumb is not None
+            and view_difference(cues.thumb, self._scene_thumb) > self.changed_difference
+        ):
+            changed_at = cues.timestamp
+        if changed_at is not None or self._scene_thumb is None:
             self._scene_thumb = cues.thumb
-        if changed:
-            self._changed_at = cues.timestamp
+        if changed_at is not None:
+            self._changed_at = changed_at
             self._forget_model()
         if self._await_change_from is not None and (
             view_difference(cues.thumb, self._await_change_from) > self.changed_difference

@@ -67,11 +67,13 @@ def cue_latencies(
     start: float,
     schedule: tuple[tuple[str, float], ...],
     expected: dict[str, tuple[str, ...]],
+    details: list[tuple[str, float | None]] | None = None,
 ) -> tuple[list[float], int]:
     """Scene-change -> right-message latencies (ms) from ``samples`` of (monotonic time, shown
     text); a source opened at ``start`` plays ``schedule`` in a loop. Returns (latencies of the
     changes that got the right message within their moment, number that never did). Only changes
-    with samples from their start to their end count."""
+    with samples from their start to their end count. ``details`` (when given) receives
+    (moment, latency ms or None when missed) for each change, in order."""
     if not samples:
         return [], 0
     first, last = samples[0][0], samples[-1][0]
@@ -97,6 +99,8 @@ def cue_latencies(
                 missed += 1
             else:
                 latencies.append((hit - begin) * 1000.0)
+            if details is not None:
+                details.append((moment, None if hit is None else round((hit - begin) * 1000.0)))
         k += 1
     return latencies, missed
 
@@ -267,10 +271,14 @@ def measure_cue_latency(window: Any, cycles: float) -> dict[str, Any]:
     timer.start()
     _spin(cycles * demo.cycle_seconds + 1.0)
     timer.stop()
-    latencies, missed = cue_latencies(samples, demo._start, demo.schedule, expected_messages())
+    details: list[tuple[str, float | None]] = []
+    latencies, missed = cue_latencies(
+        samples, demo._start, demo.schedule, expected_messages(), details
+    )
     if not latencies:
         return {"cue_latency_changes": 0, "cue_latency_missed": missed}
     return {
+        "cue_latency_by_change": " ".join(f"{m}:{ms}" for m, ms in details),
         "cue_latency_median_ms": round(statistics.median(latencies), 0),
         "cue_latency_p90_ms": round(percentile(latencies, 90), 0),
         "cue_latency_max_ms": round(max(latencies), 0),

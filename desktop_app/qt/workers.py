@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import threading
@@ -157,6 +158,8 @@ class CameraWorker(QObject):
         self._sent_problem: str | None = None
         self._was_paused = True
         self.live_skipped_unchanged = 0
+        self.min_cancel_interval_s = 0.5
+        self._last_cancel = -math.inf
 
     def latest_frame(self) -> Frame | None:
         """The newest full-resolution live frame (thread-safe)."""
@@ -234,8 +237,16 @@ class CameraWorker(QObject):
             ):
                 self.live_skipped_unchanged += 1
                 return
-        if verdict_changed and not fresh_start and self.on_scene_change is not None:
-            self.on_scene_change()  # the result on the old view would only be dropped
+        if (
+            verdict_changed
+            and not fresh_start
+            and self.on_scene_change is not None
+            and frame.timestamp - self._last_cancel >= self.min_cancel_interval_s
+        ):
+            # the result on the old view would only be dropped; a verdict that flickers must
+            # not cancel every run, hence the minimum interval
+            self._last_cancel = frame.timestamp
+            self.on_scene_change()
         self._last_live_put = frame.timestamp
         if cues is not None:
             self._sent_thumb, self._sent_problem = cues.thumb, cues.problem
