@@ -225,6 +225,13 @@ def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str,
         )
 
         report.update(measure_cue_latency(window, cue_cycles))
+        camera = session._camera_worker
+        if camera is not None and camera.cue_ms:
+            cue_ms = list(camera.cue_ms)
+            report.update(
+                cues_per_frame_median_ms=round(statistics.median(cue_ms), 2),
+                cues_per_frame_p90_ms=round(percentile(cue_ms, 90), 2),
+            )
 
         latencies: list[float] = []
         worker_ms: list[float] = []
@@ -354,8 +361,12 @@ def _cold_start_child(model_path: Path) -> int:
         result["cold_start_rss_mb"] = _rss_mb().get("rss_mb")
         if model_ok:
             _spin(4.0)
-            if window.session.capture():
-                _spin_until(lambda: window.outcome is not None, 60.0)
+            start = time.perf_counter()
+            if window.session.capture() and _spin_until(lambda: window.outcome is not None, 60.0):
+                # the first capture of a fresh app process: the session's very first
+                result["app_first_capture_to_verdict_ms"] = round(
+                    (time.perf_counter() - start) * 1000.0, 1
+                )
             _spin(1.0)
             memory = _rss_mb()
             result["app_rss_after_capture_mb"] = memory.get("rss_mb")

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,7 @@ class CameraWorker(QObject):
         self._sent_problem: str | None = None
         self._was_paused = True
         self.live_skipped_unchanged = 0
+        self.cue_ms: deque[float] = deque(maxlen=600)  # recent per-frame cue times (bench)
         self.min_cancel_interval_s = 0.5
         self._last_cancel = -math.inf
 
@@ -213,6 +215,8 @@ class CameraWorker(QObject):
         except Exception:  # a cue bug must not stop the preview
             logger.exception("frame cues failed")
             cues = None
+        else:
+            self.cue_ms.append(cues.compute_ms)
         if self.preview_slot.put(PreviewFrame(frame, display, cues)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
