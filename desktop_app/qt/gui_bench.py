@@ -225,9 +225,8 @@ def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str,
         )
 
         report.update(measure_cue_latency(window, cue_cycles))
-        camera = session._camera_worker
-        if camera is not None and camera.cue_ms:
-            cue_ms = list(camera.cue_ms)
+        cue_ms = list(getattr(session._camera_worker, "cue_ms", None) or [])
+        if cue_ms:
             report.update(
                 cues_per_frame_median_ms=round(statistics.median(cue_ms), 2),
                 cues_per_frame_p90_ms=round(percentile(cue_ms, 90), 2),

@@ -33,7 +33,7 @@ from desktop_app.core.frame_sources import Frame, FrameSource, ResilientSource
 from desktop_app.core.inference import QualityEngine, QualityResult
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
-from desktop_app.core.storage import CaptureStore, StorageError
+from desktop_app.core.storage import CaptureStore, StorageError, prepare_image_bytes
 from desktop_app.core.submission import SubmissionQueue
 
 logger = logging.getLogger(__name__)
@@ -315,13 +315,25 @@ class InferenceWorker(QObject):
         otherwise land on the session's first capture."""
         if self.stopping:
             return
+        import onnxruntime as ort
+
         t0 = time.perf_counter()
-        try:
-            engine.score(synthetic_frame(*self.warm_frame_hw, seed=3), grid="capture")
-            engine.score(synthetic_frame(*self.warm_frame_hw, seed=4), grid="live")
-        except Exception:  # only a warm-up: the real capture reports its own failure
-            logger.warning("capture warm-up failed", exc_info=True)
-            return
+        frame = synthetic_frame(*self.warm_frame_hw, seed=3)
+        for grid in ("capture", "live"):
+            run = ort.RunOptions()
+            run.log_severity_level = 4
+            with self._live_run_lock:  # a capture asked for meanwhile cancels the warm-up
+                self._live_run = run
+            try:
+                engine.score(frame, grid=grid, run_options=run)  # type: ignore[arg-type]
+            except Exception:  # only a warm-up: the real capture reports its own failure
+                if not run.terminate:
+                    logger.warning("capture warm-up failed", exc_info=True)
+                return
+            finally:
+                with self._live_run_lock:
+                    self._live_run = None
+        prepare_image_bytes(np.ascontiguousarray(frame[:64, :64]), None)  # the JPEG encoder
         self.warm_up_ms = (time.perf_counter() - t0) * 1000.0
         logger.info("capture path warmed up in %.0f ms", self.warm_up_ms)
 
