@@ -69,6 +69,7 @@ class LiveCaptureView(QWidget):
         self._source_problem = ""
         self._model_problem = ""
         self.frame_view.clear_image("Starting the camera…")
+        self.frame_view.set_guide(GUIDE_RADIUS, None, repaint=False)
         self.frame_view.sig_resized.connect(self._on_view_resized)
         session.sig_preview.connect(self._on_preview)
         session.sig_live.connect(self._on_live)

@@ -161,6 +161,7 @@ class CameraWorker(QObject):
         self.live_skipped_unchanged = 0
         self.cue_ms: deque[float] = deque(maxlen=600)  # recent per-frame cue times (bench)
         self.min_cancel_interval_s = 0.5
+        self._cue_failed = False
         self._last_cancel = -math.inf
 
     def latest_frame(self) -> Frame | None:
@@ -208,15 +209,14 @@ class CameraWorker(QObject):
             image = cv2.resize(image, (w, h), interpolation=interp)
         code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
         display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
+        cues: FrameCues | None = None
         try:
-            cues: FrameCues | None = self.cues.analyse(
-                frame.image, frame.colour_order, frame.timestamp
-            )
-        except Exception:  # a cue bug must not stop the preview
-            logger.exception("frame cues failed")
-            cues = None
-        else:
+            cues = self.cues.analyse(frame.image, frame.colour_order, frame.timestamp)
             self.cue_ms.append(cues.compute_ms)
+        except Exception:  # a cue bug must not stop the preview (the model still gates)
+            if not self._cue_failed:
+                logger.exception("frame cues failed")
+            self._cue_failed = True
         if self.preview_slot.put(PreviewFrame(frame, display, cues)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
