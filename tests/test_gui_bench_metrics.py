@@ -22,6 +22,8 @@ def test_latency_is_from_each_change_to_the_first_right_message() -> None:
         samples.append((t, text))
         t += 0.01
     latencies, missed = cue_latencies(samples, 0.0, SCHEDULE, expected)  # type: ignore[arg-type]
-    # changes inside the record: 2.0 glare, 3.0 far, 4.0 good, 6.0 glare (missed), 7.0 far
+    # changes with samples over their whole moment: 0.0 good, 2.0 glare, 3.0 far, 4.0 good,
+    # 6.0 glare (missed: counted as its whole moment, 1 s, a lower bound); 7.0 far ends after
+    # the record
     assert missed == 1
-    assert latencies == pytest.approx([150.0] * 4, abs=11.0)
+    assert latencies == pytest.approx([150.0] * 4 + [1000.0], abs=11.0)

@@ -70,9 +70,10 @@ def cue_latencies(
     details: list[tuple[str, float | None]] | None = None,
 ) -> tuple[list[float], int]:
     """Scene-change -> right-message latencies (ms) from ``samples`` of (monotonic time, shown
-    text); a source opened at ``start`` plays ``schedule`` in a loop. Returns (latencies of the
-    changes that got the right message within their moment, number that never did). Only changes
-    with samples from their start to their end count. ``details`` (when given) receives
+    text); a source opened at ``start`` plays ``schedule`` in a loop. Returns (one latency per
+    change, number of changes that never got the right message within their moment: their
+    latency is the moment's whole duration, a lower bound). Only changes with samples from their
+    start to their end count. ``details`` (when given) receives
     (moment, latency ms or None when missed) for each change, in order."""
     if not samples:
         return [], 0
@@ -95,8 +96,9 @@ def cue_latencies(
             hit = next(
                 (t for t, text in samples if begin <= t < end and text.startswith(right)), None
             )
-            if hit is None:
+            if hit is None:  # counted as the whole moment: a lower bound of its latency
                 missed += 1
+                latencies.append(duration * 1000.0)
             else:
                 latencies.append((hit - begin) * 1000.0)
             if details is not None:
@@ -288,7 +290,7 @@ def measure_cue_latency(window: Any, cycles: float) -> dict[str, Any]:
         "cue_latency_median_ms": round(statistics.median(latencies), 0),
         "cue_latency_p90_ms": round(percentile(latencies, 90), 0),
         "cue_latency_max_ms": round(max(latencies), 0),
-        "cue_latency_changes": len(latencies) + missed,
+        "cue_latency_changes": len(latencies),
         "cue_latency_missed": missed,
     }
 
