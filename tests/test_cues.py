@@ -48,7 +48,8 @@ def test_cues_name_each_demo_moment(demo_frames: dict[str, list[np.ndarray]], mo
     analyser.analyse(demo_frames["good"][0], "RGB", 0.0)  # a sharp view seen first
     for i, frame in enumerate(demo_frames[moment]):
         cues = analyser.analyse(frame, "RGB", 0.5 + i * 0.5)
-        assert cues.problem == EXPECTED[moment]
+        assert cues.raw_problem == EXPECTED[moment]
+    assert cues.problem == EXPECTED[moment]  # two frames: the verdict counts
     assert cues.framing_ok is (moment in ("good", "motion", "defocus", "glare"))
 
 
@@ -56,7 +57,7 @@ def test_colour_order_does_not_change_the_verdict(demo_frames: dict[str, list[np
     rgb = demo_frames["off_centre"][0]
     a = CueAnalyzer().analyse(rgb, "RGB", 0.0)
     b = CueAnalyzer().analyse(np.ascontiguousarray(rgb[:, :, ::-1]), "BGR", 0.0)
-    assert a.problem == b.problem == "framing"
+    assert a.raw_problem == b.raw_problem == "framing"
     assert a.blob is not None and b.blob is not None
     assert a.blob.centre == pytest.approx(b.blob.centre, abs=0.01)
 
@@ -66,11 +67,11 @@ def test_blur_is_relative_to_a_sharp_view_seen_before(
 ) -> None:
     # with no sharp reference yet, a blurred view is not called blurred (the model judges it)
     analyser = CueAnalyzer()
-    assert analyser.analyse(demo_frames["defocus"][0], "RGB", 0.0).problem is None
+    assert analyser.analyse(demo_frames["defocus"][0], "RGB", 0.0).raw_problem is None
     analyser.analyse(demo_frames["good"][0], "RGB", 0.1)
-    assert analyser.analyse(demo_frames["defocus"][1], "RGB", 0.2).problem == "blur"
+    assert analyser.analyse(demo_frames["defocus"][1], "RGB", 0.2).raw_problem == "blur"
     # the reference fades: long after the last sharp view, this blur is the new normal
-    assert analyser.analyse(demo_frames["defocus"][1], "RGB", 120.0).problem is None
+    assert analyser.analyse(demo_frames["defocus"][1], "RGB", 120.0).raw_problem is None
 
 
 def test_view_difference_tells_a_steady_hand_from_a_new_view(
@@ -127,3 +128,22 @@ def test_blob_finds_real_wounds_often_but_not_always(shared_dir: Path) -> None:
             hits += 1
     assert checked >= 10
     assert hits / checked >= 0.5, f"{hits} of {checked}"
+
+
+def test_one_odd_frame_does_not_flip_the_verdict_and_a_change_dates_from_its_first_frame(
+    demo_frames: dict[str, list[np.ndarray]],
+) -> None:
+    analyser = CueAnalyzer()
+    good, dark = demo_frames["good"][0], demo_frames["dark"][0]
+    for i in range(3):
+        assert analyser.analyse(good, "RGB", i * 0.033).problem is None
+    odd = analyser.analyse(dark, "RGB", 0.100)
+    assert odd.raw_problem == "dark" and odd.problem is None  # one frame: not yet
+    assert analyser.analyse(good, "RGB", 0.133).problem is None
+    first = analyser.analyse(dark, "RGB", 0.166)
+    second = analyser.analyse(dark, "RGB", 0.200)
+    assert first.problem is None and second.problem == "dark"
+    # a model result on the first dark frame is about the dark view
+    assert second.changed_at == pytest.approx(0.166)
+    # the same view a moment later: no new change
+    assert analyser.analyse(dark, "RGB", 0.233).changed_at == pytest.approx(0.166)

@@ -157,9 +157,10 @@ def _cues(
     problem: str | None = None,
     framing_ok: bool = True,
     level: float = 100.0,
+    since: float = 0.0,
 ) -> FrameCues:
-    """Cues of a frame at ``ts``; ``level``: the grey of its (flat) thumbnail, a new view when
-    it differs by more than the gate's ``changed_difference``."""
+    """Cues of a frame at ``ts``: the camera thread's analyser says ``problem`` and dates the
+    current view from ``since``; ``level`` is the grey of its (flat) thumbnail."""
     return FrameCues(
         timestamp=ts,
         sharpness=100.0,
@@ -174,6 +175,8 @@ def _cues(
         thumb=np.full((4, 4), level, np.float32),
         problem=problem,
         framing_ok=framing_ok,
+        raw_problem=problem,
+        changed_at=since,
     )
 
 
@@ -189,8 +192,7 @@ def _good_gate(**kwargs: float) -> LiveGate:
 
 def test_a_fault_the_cues_see_overrides_looks_good_at_once() -> None:
     gate = _good_gate()
-    assert gate.update_cues(_cues(0.33, "glare"), 0.33) is None  # one odd frame: no flip
-    view = gate.update_cues(_cues(0.37, "glare"), 0.37)
+    view = gate.update_cues(_cues(0.37, "glare", since=0.33), 0.37)
     assert view is not None
     assert view.state == GateState.RETAKE and view.message == guidance_for("glare")
     assert view.from_cues and view.reason == "glare"
@@ -203,22 +205,21 @@ def test_a_fault_the_cues_see_overrides_looks_good_at_once() -> None:
 
 def test_looks_good_needs_the_model_on_a_frame_taken_after_the_change() -> None:
     gate = _good_gate()
-    gate.update_cues(_cues(1.00, "dark"), 1.00)
-    gate.update_cues(_cues(1.03, "dark"), 1.03)
+    gate.update_cues(_cues(1.03, "dark", since=1.0), 1.03)
     assert gate.update(0.1, {"dark": 0.9}, 1.3, frame_timestamp=1.1).message == guidance_for("dark")
-    gate.update_cues(_cues(2.00), 2.00)
-    view = gate.update_cues(_cues(2.03), 2.03)  # the light is back: the cues see no fault
+    view = gate.update_cues(_cues(2.03, since=2.0), 2.03)  # the light is back: no fault seen
     assert view is not None and view.state == GateState.WAITING
     assert view.message == WAITING_MESSAGE  # not "Too dark" from the old frames, not good yet
     stale = gate.update(0.95, {}, 2.1, frame_timestamp=1.9)  # scored on a frame before the change
     assert stale.state == GateState.WAITING
-    fresh = gate.update(0.95, {}, 2.4, frame_timestamp=2.05)
+    # the first frame of the new view (the camera thread sends it at once) already counts
+    fresh = gate.update(0.95, {}, 2.4, frame_timestamp=2.0)
     assert fresh.state == GateState.GOOD and fresh.message == GOOD_LIVE_MESSAGE
 
 
 def test_a_new_view_drops_the_old_views_results() -> None:
     gate = _good_gate()
-    view = gate.update_cues(_cues(1.0, level=180.0), 1.0)  # a different picture, no fault seen
+    view = gate.update_cues(_cues(1.0, level=180.0, since=1.0), 1.0)  # another picture, no fault
     assert view is not None and view.state == GateState.WAITING
     assert gate.update(0.2, {"framing": 0.9}, 1.4, frame_timestamp=1.1).message == guidance_for(
         "framing"
@@ -254,7 +255,7 @@ def test_after_a_rejected_capture_auto_capture_waits_for_a_changed_view() -> Non
         gate.update_cues(_cues(t), t)
         view = gate.update(0.95, {}, t + 0.05, frame_timestamp=t)
         assert view.waiting_for_new_view and not view.capture_due
-    gate.update_cues(_cues(1.5, level=140.0), 1.5)  # the user moved the camera
+    gate.update_cues(_cues(1.5, level=140.0, since=1.5), 1.5)  # the user moved the camera
     gate.update(0.95, {}, 1.6, frame_timestamp=1.55)
     view = gate.update(0.95, {}, 1.9, frame_timestamp=1.85)
     assert not view.waiting_for_new_view and view.capture_due
@@ -270,15 +271,3 @@ def test_after_an_accepted_capture_the_same_view_may_be_captured_again() -> None
     gate.update_cues(_cues(0.5), 0.5)
     gate.update(0.95, {}, 0.6, frame_timestamp=0.55)
     assert gate.update(0.95, {}, 0.85, frame_timestamp=0.8).capture_due
-
-
-def test_the_first_frame_of_a_new_verdict_already_counts_as_after_the_change() -> None:
-    # the camera thread sends the first frame of a new verdict to the model at once; the gate
-    # confirms the verdict a frame later, and that first frame's result must not be dropped
-    gate = LiveGate(threshold=0.5, window=3, margin=0.02)
-    gate.update_cues(_cues(0.0, "motion"), 0.0)
-    gate.update_cues(_cues(0.033, "motion"), 0.033)
-    gate.update_cues(_cues(1.0), 1.0)
-    gate.update_cues(_cues(1.033), 1.033)
-    assert gate.changed_at == pytest.approx(1.0)
-    assert gate.update(0.95, {}, 1.3, frame_timestamp=1.0).state == GateState.GOOD

@@ -110,3 +110,29 @@ def test_model_load_warms_up_the_capture_path(qtbot: QtBot, test_model_path: Pat
     worker._on_load_model(str(test_model_path), "cpu", True)
     assert ready and worker.engine is not None
     assert worker.warm_up_ms > 0.0
+
+
+def test_a_new_verdict_goes_to_the_model_at_once_and_cancels_the_old_run(qtbot: QtBot) -> None:
+    from desktop_app.core.demo_scene import render_skin
+
+    inference: LatestSlot[Frame] = LatestSlot()
+    worker = CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        LatestSlot[PreviewFrame](),
+        inference,
+        DisplaySize(),
+        live_interval_s=0.1,
+    )
+    cancelled: list[bool] = []
+    worker.on_scene_change = lambda: cancelled.append(True)
+    still = render_skin(180, 320, seed=3)
+    dark = (still // 6).astype(np.uint8)
+    worker._publish(Frame(still, "RGB", 0, 10.0, "still"))
+    assert inference.take() is not None
+    worker._publish(Frame(dark, "RGB", 1, 10.50, "still"))  # the light goes: one frame
+    worker._publish(Frame(dark, "RGB", 2, 10.533, "still"))  # ... two: the verdict is "dark"
+    sent = inference.take()
+    assert sent is not None and sent.index == 2
+    assert cancelled == [True]
+    worker._publish(Frame(dark, "RGB", 3, 10.566, "still"))  # the same dark view: not again
+    assert inference.take() is None

@@ -56,6 +56,7 @@ class CueThresholds:
     guide_radius: float = GUIDE_RADIUS
     unchanged_difference: float = 2.0  # thumbnail mean abs difference: the same view
     changed_difference: float = 6.0  # ... above this: a different view
+    verdict_frames: int = 2  # consecutive frames a new verdict must last before it counts
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,12 @@ class FrameCues:
 
     ``thumb``: float32 ``[h, THUMB_WIDTH]`` grey thumbnail (0-255). ``problem``: the reason name
     (``core.gating`` vocabulary: dark, glare, motion, blur, framing, distance) the cues are sure
-    of, or None. ``framing_ok``: a finding is inside the guide and big enough (auto-capture may
-    fire). ``compute_ms``: the time the cues took.
+    of, or None: the verdict of this frame once it has lasted ``verdict_frames`` frames (one odd
+    frame does not flip it; ``raw_problem`` is this frame's own). ``changed_at``: the timestamp
+    of the first frame of the current view (the current verdict's first frame, or the frame where
+    the picture last differed from the one before by more than ``changed_difference``): a model
+    result on an older frame is about another view. ``framing_ok``: a finding is inside the guide
+    and big enough (auto-capture may fire). ``compute_ms``: the time the cues took.
     """
 
     timestamp: float
@@ -94,6 +99,8 @@ class FrameCues:
     problem: str | None
     framing_ok: bool
     compute_ms: float = 0.0
+    raw_problem: str | None = None
+    changed_at: float = -math.inf
 
 
 def view_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -167,10 +174,41 @@ class CueAnalyzer:
         self.thresholds = thresholds or CueThresholds()
         self._reference = 0.0
         self._reference_at = 0.0
+        self._verdict: str | None = None
+        self._candidate: str | None = None
+        self._candidate_since = -math.inf
+        self._candidate_count = 0
+        self._view_thumb: np.ndarray | None = None
+        self._changed_at = -math.inf
 
     def reset(self) -> None:
-        """Forget the sharpness reference (a new source)."""
+        """Forget the sharpness reference and the current view (a new source)."""
         self._reference = 0.0
+        self._verdict = self._candidate = None
+        self._candidate_count = 0
+        self._view_thumb = None
+        self._changed_at = -math.inf
+
+    def _track(self, raw: str | None, thumb: np.ndarray, timestamp: float) -> str | None:
+        """Debounce the verdict and date the current view; -> the verdict that counts."""
+        th = self.thresholds
+        if raw == self._verdict:
+            self._candidate, self._candidate_count = raw, 0
+        elif raw == self._candidate and self._candidate_count > 0:
+            self._candidate_count += 1
+        else:
+            self._candidate, self._candidate_count = raw, 1
+            self._candidate_since = timestamp
+        if raw != self._verdict and self._candidate_count >= th.verdict_frames:
+            self._verdict = raw
+            self._changed_at = max(self._changed_at, self._candidate_since)
+            self._view_thumb = thumb
+        elif self._view_thumb is None:
+            self._view_thumb = thumb
+        elif view_difference(thumb, self._view_thumb) > th.changed_difference:
+            self._changed_at = timestamp
+            self._view_thumb = thumb
+        return self._verdict
 
     @property
     def sharpness_reference(self) -> float:
@@ -241,6 +279,7 @@ class CueAnalyzer:
             and blob.area_share >= th.blob_min_area
         )
         thumb = _small(grey, THUMB_WIDTH).astype(np.float32)
+        verdict = self._track(problem, thumb, timestamp)
         return FrameCues(
             timestamp=timestamp,
             sharpness=sharpness,
@@ -253,7 +292,9 @@ class CueAnalyzer:
             glare_fraction=glare_fraction,
             blob=blob,
             thumb=thumb,
-            problem=problem,
+            problem=verdict,
             framing_ok=framing_ok,
             compute_ms=(time.perf_counter() - t0) * 1000.0,
+            raw_problem=problem,
+            changed_at=self._changed_at,
         )

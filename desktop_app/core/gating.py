@@ -174,8 +174,7 @@ class LiveGate:
     reason stays at least this long before another model reason replaces it (a change of the
     view, or a fault the cues see, replaces it at once). ``auto_capture_hold_s``: None disables
     auto-capture. ``changed_difference``: thumbnail difference (``core.cues.view_difference``)
-    above which the view counts as changed. ``cue_frames``: consecutive frames a new cue verdict
-    must last before it counts (one odd frame does not flip the message).
+    above which the view counts as changed (for auto-capture after a rejected photo).
     """
 
     def __init__(
@@ -187,7 +186,6 @@ class LiveGate:
         min_message_s: float = 0.5,
         auto_capture_hold_s: float | None = None,
         changed_difference: float = 6.0,
-        cue_frames: int = 2,
     ) -> None:
         self.threshold = threshold
         self.window = max(1, window)
@@ -195,7 +193,6 @@ class LiveGate:
         self.reason_probability = reason_probability
         self.min_message_s = min_message_s
         self.changed_difference = changed_difference
-        self.cue_frames = max(1, cue_frames)
         self.auto_capture = (
             AutoCaptureTimer(auto_capture_hold_s) if auto_capture_hold_s is not None else None
         )
@@ -209,10 +206,6 @@ class LiveGate:
         # cues
         self._cues: FrameCues | None = None
         self._cue_problem: str | None = None
-        self._pending_problem: str | None = None
-        self._pending_count = 0
-        self._pending_since = -math.inf
-        self._scene_thumb: np.ndarray | None = None
         self._changed_at = -math.inf
         self._captured_thumb: np.ndarray | None = None
         self._await_change_from: np.ndarray | None = None
@@ -302,32 +295,13 @@ class LiveGate:
 
     def update_cues(self, cues: FrameCues, now: float) -> GateView | None:
         """Take one frame's cheap cues at time ``now``; the new view, or None when nothing on
-        screen would change."""
+        screen would change. The cues' verdict (``cues.problem``) and the date of the current
+        view (``cues.changed_at``) come from the camera thread's analyser, which sees every
+        frame (this gate may see only some)."""
         self._cues = cues
-        problem = cues.problem
-        if problem != self._cue_problem:
-            if problem == self._pending_problem and self._pending_count > 0:
-                self._pending_count += 1
-            else:
-                self._pending_problem, self._pending_count = problem, 1
-                self._pending_since = cues.timestamp
-        else:
-            self._pending_problem, self._pending_count = problem, 0
-        changed_at: float | None = None
-        if problem != self._cue_problem and self._pending_count >= self.cue_frames:
-            self._cue_problem = problem
-            # the change began with the verdict's first frame: a model result on that frame
-            # (the camera thread sends it at once) is already about the new view
-            changed_at = self._pending_since
-        elif (
-            self._scene_thumb is not None
-            and view_difference(cues.thumb, self._scene_thumb) > self.changed_difference
-        ):
-            changed_at = cues.timestamp
-        if changed_at is not None or self._scene_thumb is None:
-            self._scene_thumb = cues.thumb
-        if changed_at is not None:
-            self._changed_at = changed_at
+        self._cue_problem = cues.problem
+        if cues.changed_at > self._changed_at:
+            self._changed_at = cues.changed_at
             self._forget_model()
         if self._await_change_from is not None and (
             view_difference(cues.thumb, self._await_change_from) > self.changed_difference

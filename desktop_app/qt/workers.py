@@ -229,11 +229,14 @@ class CameraWorker(QObject):
         fresh_start = self._was_paused
         self._was_paused = False
         verdict_changed = cues is not None and cues.problem != self._sent_problem
+        # the last frame sent shows an older view than this one: its result will be dropped
+        outdated = cues is not None and cues.changed_at > self._last_live_put
         if not fresh_start and not verdict_changed:
             if since < self.live_interval_s:
                 return
             if (
-                cues is not None
+                not outdated
+                and cues is not None
                 and self._sent_thumb is not None
                 and since < self.rescore_s
                 and view_difference(cues.thumb, self._sent_thumb)
