@@ -41,7 +41,7 @@ class CaptureSession(QObject):
     """Runs the workers and the gate. Every public method is for the GUI thread."""
 
     sig_preview = Signal(object)  # PreviewFrame
-    sig_live = Signal(object, object)  # GateView, LiveScore
+    sig_live = Signal(object, object)  # GateView, LiveScore (None: a view from the cheap cues)
     sig_capture_done = Signal(object)  # CaptureOutcome
     sig_capture_refused = Signal(str)
     sig_source_status = Signal(str, bool)
