@@ -63,7 +63,6 @@ THANKS_NEEDS_STAFF = (
     "Thank you.\nYour photo is saved.\nPlease tell a staff member: they need to send it for you."
 )
 
-
 class _ActivityFilter(QObject):
     """Restarts the idle timer on any touch, click or key anywhere in the app."""
 
