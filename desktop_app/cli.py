@@ -80,7 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         from desktop_app.core.bench import run_bench_cli
 
-        return run_bench_cli(args)
+        gui_bench = None
+        if args.gui:  # the Qt GUI bench: chosen here, so that core imports no Qt
+            from desktop_app.qt.gui_bench import run_gui_bench
+
+            gui_bench = run_gui_bench
+        return run_bench_cli(args, gui_bench)
     from desktop_app.qt.main_window import run_app
 
     return run_app(args)

@@ -23,6 +23,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.demo_scene import render_skin
+from desktop_app.core.gating import GateState
 from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
 from desktop_app.core.sources import FrameSource
@@ -119,7 +120,13 @@ def _fill_patient(window: MainWindow) -> None:
 
 
 def _wait_live(qtbot: QtBot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.live.last_view is not None, timeout=WAIT_MS)
+    """Until the model's first live result is on screen (the cheap cues come first)."""
+    qtbot.waitUntil(
+        lambda: (
+            window.live.last_view is not None and window.live.last_view.state != GateState.WAITING
+        ),
+        timeout=WAIT_MS,
+    )
 
 
 def test_sharp_frame_enables_submit_and_sends(
@@ -183,9 +190,7 @@ def test_gallery_override_confirm_delete_and_export(
     open_window: Callable,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    window = _staff_window(
-        tmp_path, test_model_path, f"still-camera:{blurred_folder}", open_window
-    )
+    window = _staff_window(tmp_path, test_model_path, f"still-camera:{blurred_folder}", open_window)
     _wait_live(qtbot, window)
     _fill_patient(window)
     ids = []

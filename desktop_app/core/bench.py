@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,13 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_bench_cli(args: argparse.Namespace) -> int:
+def run_bench_cli(
+    args: argparse.Namespace,
+    gui_bench: Callable[[Path], dict[str, Any]] | None = None,
+) -> int:
+    """``skin-capture bench``: the model bench, then ``gui_bench(model_path)`` when given (the
+    composition root, ``desktop_app.cli``, passes the Qt GUI bench for ``--gui``: core imports
+    no Qt)."""
     from desktop_app.core.inference import NO_MODEL_MESSAGE, resolve_model_path
     from desktop_app.core.model_meta import ModelContractError
 
@@ -196,9 +203,7 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     except ModelContractError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "gui", False):
-        from desktop_app.qt.gui_bench import run_gui_bench
-
-        report["gui"] = run_gui_bench(Path(model_path))
+    if gui_bench is not None:
+        report["gui"] = gui_bench(Path(model_path))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

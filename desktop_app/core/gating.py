@@ -1,18 +1,32 @@
-"""From model results to what the user sees: the gate state, one plain guidance message, and the
-auto-capture timer. No Qt here.
+"""From model results and cheap picture cues to what the user sees: the gate state, one plain
+guidance message, the score bar, the heat map to draw and the auto-capture timer. No Qt here.
 
-Live frames are noisy (a hand moves, the exposure settles), so :class:`LiveGate` smooths the score
-over the last few results, uses hysteresis around the threshold (the state does not flicker when
-the score hovers at it), and keeps a guidance message on screen for a minimum time before another
-reason may replace it. A captured still is judged on its own by :func:`judge_capture`.
+Two inputs feed one :class:`LiveGate`, and every cue on screen (text, bar, heat map) comes from
+the one :class:`GateView` it returns, so they never disagree:
+
+* the cheap per-frame cues (``core.cues``, every camera frame): a fault they see (blur, dark,
+  glare, lesion outside the framing guide or too small) is shown at once and overrides the model's
+  "Looks good". They can only make the gate stricter;
+* the model's live results (a few a second). "Looks good" needs the model's confirmation on a
+  frame taken after the last change of the view (a change of the cues' verdict, or a view that
+  differs from the one before): results on older frames are dropped, not averaged in.
+
+Among the results since the last change the score is smoothed over the last few, with hysteresis
+around the threshold, and a model reason stays on screen a short minimum time before another
+model reason replaces it. A captured still is judged on its own by :func:`judge_capture`.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
+
+from desktop_app.core.cues import FrameCues, view_difference
 
 # One short instruction per reason the model may report (model contract reason names, plus the
 # names of the training pipeline's reason columns).
@@ -86,11 +100,17 @@ class GateState(enum.Enum):
 
 @dataclass(frozen=True)
 class GateView:
-    """What the live view shows after one result.
+    """What the live view shows, all of it: text, bar, heat map and auto-capture progress.
 
-    ``score`` is the smoothed score, ``raw_score`` the latest; ``reason`` the reason behind
-    ``message`` (None when the message is not about a reason); ``auto_capture_progress`` in
-    [0, 1]; ``capture_due`` is True once, when auto-capture should take the photo.
+    ``score`` is the smoothed model score since the last change (NaN when there is none),
+    ``raw_score`` the latest; ``bar_score`` the score the bar shows (None: "waiting"; a score
+    that would contradict the state, such as a high score while the cues see glare, is not
+    shown); ``result`` the model result whose heat map to draw (None: draw none), opaque here
+    (a ``core.inference.QualityResult``); ``reason`` the reason behind ``message`` (None when the
+    message is not about a reason); ``from_cues`` True when the cheap cues set the message;
+    ``auto_capture_progress`` in [0, 1]; ``capture_due`` is True once, when auto-capture should
+    take the photo; ``waiting_for_new_view``: auto-capture waits for a view that differs from the
+    last capture's (after Retake).
     """
 
     state: GateState
@@ -101,6 +121,11 @@ class GateView:
     reason: str | None = None
     auto_capture_progress: float = 0.0
     capture_due: bool = False
+    bar_score: float | None = None
+    result: object | None = None
+    from_cues: bool = False
+    framing_ok: bool | None = None
+    waiting_for_new_view: bool = False
 
 
 class AutoCaptureTimer:
@@ -141,52 +166,99 @@ class AutoCaptureTimer:
 
 
 class LiveGate:
-    """Smoothed, hysteretic gate over live results with one steady guidance message.
+    """The live gate over model results and cheap cues (see the module docstring).
 
-    ``window``: how many recent results are averaged (score and reason probabilities).
-    ``margin``: the smoothed score must rise to ``threshold + margin`` to turn GOOD and fall below
-    ``threshold - margin`` to leave it. ``min_message_s``: a message stays at least this long
-    before another reason replaces it. ``auto_capture_hold_s``: None disables auto-capture.
+    ``window``: how many recent model results since the last change are averaged (score and
+    reason probabilities). ``margin``: the smoothed score must rise to ``threshold + margin`` to
+    turn GOOD and fall below ``threshold - margin`` to leave it. ``min_message_s``: a model
+    reason stays at least this long before another model reason replaces it (a change of the
+    view, or a fault the cues see, replaces it at once). ``auto_capture_hold_s``: None disables
+    auto-capture. ``changed_difference``: thumbnail difference (``core.cues.view_difference``)
+    above which the view counts as changed (for auto-capture after a rejected photo).
     """
 
     def __init__(
         self,
         threshold: float,
-        window: int = 5,
+        window: int = 3,
         margin: float = 0.03,
         reason_probability: float = 0.5,
-        min_message_s: float = 0.8,
+        min_message_s: float = 0.5,
         auto_capture_hold_s: float | None = None,
+        changed_difference: float = 6.0,
     ) -> None:
         self.threshold = threshold
         self.window = max(1, window)
         self.margin = max(0.0, margin)
         self.reason_probability = reason_probability
         self.min_message_s = min_message_s
+        self.changed_difference = changed_difference
         self.auto_capture = (
             AutoCaptureTimer(auto_capture_hold_s) if auto_capture_hold_s is not None else None
         )
         self._scores: deque[float] = deque(maxlen=self.window)
         self._reasons: deque[Mapping[str, float]] = deque(maxlen=self.window)
-        self._state = GateState.WAITING
+        self._result: object | None = None
+        self._model_good = False
         self._shown_reason: str | None = None
         self._shown_since = 0.0
+        self._state = GateState.WAITING
+        # cues
+        self._cues: FrameCues | None = None
+        self._cue_problem: str | None = None
+        self._changed_at = -math.inf
+        self._captured_thumb: np.ndarray | None = None
+        self._await_change_from: np.ndarray | None = None
+        self._last_key: tuple[object, ...] | None = None
 
     @property
     def state(self) -> GateState:
         return self._state
 
+    @property
+    def changed_at(self) -> float:
+        """Frame time of the last change of the view (-inf: none seen)."""
+        return self._changed_at
+
+    @property
+    def cue_problem(self) -> str | None:
+        return self._cue_problem
+
     def set_auto_capture(self, hold_s: float | None) -> None:
         self.auto_capture = AutoCaptureTimer(hold_s) if hold_s is not None else None
 
-    def reset(self) -> None:
-        """Forget recent results (new source, new patient, back from a capture)."""
+    def _forget_model(self) -> None:
         self._scores.clear()
         self._reasons.clear()
-        self._state = GateState.WAITING
+        self._result = None
+        self._model_good = False
         self._shown_reason = None
+
+    def reset(self) -> None:
+        """Forget recent results (new source, new patient, back from a capture): only model
+        results on frames taken from now on count. After a capture, auto-capture waits for a
+        view that differs from the captured one."""
+        self._forget_model()
+        self._state = GateState.WAITING
+        self._last_key = None
+        if self._cues is not None:
+            self._changed_at = self._cues.timestamp
+        if self._captured_thumb is not None:
+            self._await_change_from = self._captured_thumb
+            self._captured_thumb = None
         if self.auto_capture is not None:
             self.auto_capture.rearm()
+
+    def note_capture(self) -> None:
+        """A photo is being taken of the current view (by hand or auto-capture)."""
+        if self._cues is not None:
+            self._captured_thumb = self._cues.thumb
+
+    def capture_judged(self, accepted: bool) -> None:
+        """The verdict on the photo of :meth:`note_capture`: after a rejected one ("Try again",
+        Retake) auto-capture waits for a changed view; an accepted one asks for nothing."""
+        if accepted:
+            self._captured_thumb = None
 
     def _enter_level(self) -> float:
         # Never demand more than halfway between the threshold and a perfect score.
@@ -195,34 +267,118 @@ class LiveGate:
     def _exit_level(self) -> float:
         return max(self.threshold - self.margin, self.threshold / 2.0)
 
-    def update(self, score: float, reasons: Mapping[str, float], now: float) -> GateView:
-        """Take one live result (pooled ``score``, reason probabilities) at time ``now`` (s)."""
-        self._scores.append(float(score))
-        self._reasons.append(dict(reasons))
-        smoothed = sum(self._scores) / len(self._scores)
-        if self._state == GateState.GOOD:
-            good = smoothed >= self._exit_level()
-        else:
-            good = smoothed >= self._enter_level()
-        self._state = GateState.GOOD if good else GateState.RETAKE
-        progress, due = 0.0, False
-        if self.auto_capture is not None:
-            progress, due = self.auto_capture.update(score >= self.threshold and good, now)
-        if good:
+    # ---- inputs ----------------------------------------------------------------------------
+    def update(
+        self,
+        score: float,
+        reasons: Mapping[str, float],
+        now: float,
+        frame_timestamp: float | None = None,
+        result: object | None = None,
+    ) -> GateView:
+        """Take one model result (pooled ``score``, reason probabilities) at time ``now`` (s).
+
+        ``frame_timestamp``: when its frame was taken (same clock as the cues' timestamps); a
+        result on a frame older than the last change of the view is dropped. ``result``: the
+        model result itself, handed back in :attr:`GateView.result` for the heat map.
+        """
+        if frame_timestamp is None or frame_timestamp >= self._changed_at:
+            self._scores.append(float(score))
+            self._reasons.append(dict(reasons))
+            self._result = result
+            smoothed = sum(self._scores) / len(self._scores)
+            level = self._exit_level() if self._model_good else self._enter_level()
+            self._model_good = smoothed >= level
+        view = self._compose(now)
+        self._last_key = self._key(view)
+        return view
+
+    def update_cues(self, cues: FrameCues, now: float) -> GateView | None:
+        """Take one frame's cheap cues at time ``now``; the new view, or None when nothing on
+        screen would change. The cues' verdict (``cues.problem``) and the date of the current
+        view (``cues.changed_at``) come from the camera thread's analyser, which sees every
+        frame (this gate may see only some)."""
+        self._cues = cues
+        self._cue_problem = cues.problem
+        if cues.changed_at > self._changed_at:
+            self._changed_at = cues.changed_at
+            self._forget_model()
+        if self._await_change_from is not None and (
+            view_difference(cues.thumb, self._await_change_from) > self.changed_difference
+        ):
+            self._await_change_from = None
+        view = self._compose(now)
+        key = self._key(view)
+        if key == self._last_key and not view.capture_due:
+            return None
+        self._last_key = key
+        return view
+
+    # ---- output ----------------------------------------------------------------------------
+    @staticmethod
+    def _key(view: GateView) -> tuple[object, ...]:
+        return (
+            view.state,
+            view.message,
+            round(view.auto_capture_progress, 2),
+            view.bar_score,
+            id(view.result),
+            view.waiting_for_new_view,
+        )
+
+    def _compose(self, now: float) -> GateView:
+        have_model = bool(self._scores)
+        smoothed = sum(self._scores) / len(self._scores) if have_model else math.nan
+        raw = self._scores[-1] if have_model else math.nan
+        cue = self._cue_problem
+        bar: float | None = None
+        result: object | None = None
+        reason: str | None
+        if cue is not None:
+            state, message, reason = GateState.RETAKE, guidance_for(cue), cue
             self._shown_reason = None
-            message, reason = GOOD_LIVE_MESSAGE, None
-        else:
+            if have_model and not self._model_good:  # the model agrees: its bar and heat map
+                bar, result = smoothed, self._result
+        elif have_model and self._model_good:
+            self._shown_reason = None
+            state, message, reason = GateState.GOOD, GOOD_LIVE_MESSAGE, None
+            bar, result = smoothed, self._result
+        elif have_model:
+            state = GateState.RETAKE
             reason = self._steady_reason(now)
             message = guidance_for(reason) if reason else GENERIC_POOR_MESSAGE
+            bar, result = smoothed, self._result
+        else:
+            state, message, reason = GateState.WAITING, WAITING_MESSAGE, None
+        self._state = state
+        cues = self._cues
+        framing_ok = cues.framing_ok if cues is not None else None
+        waiting = self._await_change_from is not None
+        progress, due = 0.0, False
+        if self.auto_capture is not None:
+            ready = (
+                state == GateState.GOOD
+                and raw >= self.threshold
+                and framing_ok is not False
+                and not waiting
+            )
+            progress, due = self.auto_capture.update(ready, now)
+            if due and cues is not None:
+                self._captured_thumb = cues.thumb
         return GateView(
-            state=self._state,
+            state=state,
             score=smoothed,
-            raw_score=float(score),
+            raw_score=raw,
             threshold=self.threshold,
             message=message,
             reason=reason,
             auto_capture_progress=progress,
             capture_due=due,
+            bar_score=bar,
+            result=result,
+            from_cues=cue is not None,
+            framing_ok=framing_ok,
+            waiting_for_new_view=waiting,
         )
 
     def _mean_reasons(self) -> dict[str, float]:

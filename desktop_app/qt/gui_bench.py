@@ -8,6 +8,11 @@
   (capture-grid scoring, storing the still, the signal back);
 * cold start to first frame: a fresh ``python`` process, from its launch to the first preview
   frame painted in the window;
+* cue latency: on the demo feed's known schedule of good and poor moments, from each scene change
+  to the first time the guidance line shows the right instruction for the new moment (median,
+  p90, and how many changes never got the right message within their moment);
+* idle CPU: the process's CPU time per wall second (100 = one core busy) while the window shows
+  an unchanging view (the demo's good close-up only, held by a steady hand);
 * resident memory (RSS) of a fresh app process after live scoring and one capture (current and
   peak); the bench process's own RSS is reported too but includes the model bench's engines.
 
@@ -36,6 +41,70 @@ MEASURE_S = 8.0
 WARMUP_S = 2.0
 CAPTURES = 6
 TICK_MS = 10
+CUE_CYCLES = 1.0  # demo schedule cycles watched for the cue latency (38 s each)
+IDLE_S = 6.0
+
+
+def expected_messages() -> dict[str, tuple[str, ...]]:
+    """The guidance lines that are right for each demo moment (a line is right when it starts
+    with one of them). Motion blur and defocus both accept either blur instruction."""
+    from desktop_app.core.gating import GOOD_LIVE_MESSAGE, guidance_for
+
+    blur = (guidance_for("motion"), guidance_for("blur"))
+    return {
+        "good": (GOOD_LIVE_MESSAGE,),
+        "motion": blur,
+        "defocus": blur,
+        "dark": (guidance_for("dark"), guidance_for("noise")),
+        "glare": (guidance_for("glare"),),
+        "off_centre": (guidance_for("framing"),),
+        "far": (guidance_for("distance"),),
+    }
+
+
+def cue_latencies(
+    samples: list[tuple[float, str]],
+    start: float,
+    schedule: tuple[tuple[str, float], ...],
+    expected: dict[str, tuple[str, ...]],
+    details: list[tuple[str, float | None]] | None = None,
+) -> tuple[list[float], int]:
+    """Scene-change -> right-message latencies (ms) from ``samples`` of (monotonic time, shown
+    text); a source opened at ``start`` plays ``schedule`` in a loop. Returns (one latency per
+    change, number of changes that never got the right message within their moment: their
+    latency is the moment's whole duration, a lower bound). Only changes with samples from their
+    start to their end count. ``details`` (when given) receives
+    (moment, latency ms or None when missed) for each change, in order."""
+    if not samples:
+        return [], 0
+    first, last = samples[0][0], samples[-1][0]
+    cycle = sum(d for _, d in schedule)
+    latencies: list[float] = []
+    missed = 0
+    k = int((first - start) // cycle)
+    while True:
+        offset = start + k * cycle
+        if offset > last:
+            break
+        for i, (moment, duration) in enumerate(schedule):
+            begin, end = offset, offset + duration
+            offset = end
+            previous = schedule[i - 1][0]
+            if moment == previous or begin < first or end > last:
+                continue
+            right = expected.get(moment, ())
+            hit = next(
+                (t for t, text in samples if begin <= t < end and text.startswith(right)), None
+            )
+            if hit is None:  # counted as the whole moment: a lower bound of its latency
+                missed += 1
+                latencies.append(duration * 1000.0)
+            else:
+                latencies.append((hit - begin) * 1000.0)
+            if details is not None:
+                details.append((moment, None if hit is None else round((hit - begin) * 1000.0)))
+        k += 1
+    return latencies, missed
 
 
 def _rss_mb() -> dict[str, float]:
@@ -75,7 +144,9 @@ def _spin_until(predicate: Any, timeout_s: float) -> bool:
     return False
 
 
-def _open_window(model_path: Path, store_root: Path) -> Any:
+def _open_window(
+    model_path: Path, store_root: Path, schedule: tuple[tuple[str, float], ...] | None = None
+) -> Any:
     from desktop_app.core.settings import AppSettings
     from desktop_app.core.sources import DemoSource
     from desktop_app.core.store import CaptureStore
@@ -88,7 +159,9 @@ def _open_window(model_path: Path, store_root: Path) -> Any:
         store=store,
         queue=None,
         model_path=model_path,
-        source=DemoSource(resolution=PREVIEW_RESOLUTION, fps=30.0),
+        source=DemoSource(resolution=PREVIEW_RESOLUTION, fps=30.0)
+        if schedule is None
+        else DemoSource(resolution=PREVIEW_RESOLUTION, fps=30.0, schedule=schedule),  # type: ignore[arg-type]
     )
     window = MainWindow(services, settings_path=store_root / "settings.json")
     window.patient_edit.setText("BENCH")
@@ -97,7 +170,7 @@ def _open_window(model_path: Path, store_root: Path) -> Any:
     return window
 
 
-def run_gui_bench(model_path: Path) -> dict[str, Any]:
+def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str, Any]:
     """Measure the GUI with ``model_path``; returns numbers only (see the module docstring)."""
     from desktop_app.qt.compat import pyside_refcount_problem
     from desktop_app.qt.main_window import ensure_display
@@ -153,6 +226,14 @@ def run_gui_bench(model_path: Path) -> dict[str, Any]:
             gui_stall_max_ms=round(float(late.max()), 2),
         )
 
+        report.update(measure_cue_latency(window, cue_cycles))
+        cue_ms = list(getattr(session._camera_worker, "cue_ms", None) or [])
+        if cue_ms:
+            report.update(
+                cues_per_frame_median_ms=round(statistics.median(cue_ms), 2),
+                cues_per_frame_p90_ms=round(percentile(cue_ms, 90), 2),
+            )
+
         latencies: list[float] = []
         worker_ms: list[float] = []
         for _ in range(CAPTURES):
@@ -166,6 +247,7 @@ def run_gui_bench(model_path: Path) -> dict[str, Any]:
             window._on_retake_clicked()
         if latencies:
             report.update(
+                capture_to_verdict_first_ms=round(latencies[0], 1),
                 capture_to_verdict_median_ms=round(statistics.median(latencies), 1),
                 capture_to_verdict_max_ms=round(max(latencies), 1),
                 capture_score_and_store_median_ms=round(statistics.median(worker_ms), 1),
@@ -179,7 +261,66 @@ def run_gui_bench(model_path: Path) -> dict[str, Any]:
         report.update({f"bench_process_{k}": v for k, v in bench_memory.items()})
         window.close()
         report["shutdown_clean"] = bool(window.closed_cleanly)
+        report.update(measure_idle_cpu(model_path, Path(tmp) / "idle-store"))
     return report
+
+
+def measure_cue_latency(window: Any, cycles: float) -> dict[str, Any]:
+    """Watch the guidance line over ``cycles`` of the demo schedule (see :func:`cue_latencies`)."""
+    from PySide6.QtCore import Qt, QTimer
+
+    demo = window.services.source
+    label = window.live.guidance
+    samples: list[tuple[float, str]] = []
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(lambda: samples.append((time.monotonic(), label.text())))
+    timer.start()
+    _spin(cycles * demo.cycle_seconds + 1.0)
+    timer.stop()
+    details: list[tuple[str, float | None]] = []
+    latencies, missed = cue_latencies(
+        samples, demo._start, demo.schedule, expected_messages(), details
+    )
+    if not latencies:
+        return {"cue_latency_changes": 0, "cue_latency_missed": missed}
+    return {
+        "cue_latency_by_change": " ".join(f"{m}:{ms}" for m, ms in details),
+        "cue_latency_median_ms": round(statistics.median(latencies), 0),
+        "cue_latency_p90_ms": round(percentile(latencies, 90), 0),
+        "cue_latency_max_ms": round(max(latencies), 0),
+        "cue_latency_changes": len(latencies),
+        "cue_latency_missed": missed,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def measure_idle_cpu(model_path: Path, store_root: Path) -> dict[str, Any]:
+    """CPU use of this process while the window shows an unchanging view (the good close-up,
+    a steady hand), once the model is ready: process CPU seconds per wall second x 100."""
+    window = _open_window(model_path, store_root, schedule=(("good", 3600.0),))
+    try:
+        session = window.session
+        view = window.live.frame_view
+        if not _spin_until(lambda: session.model_ready and view.frames_shown > 0, 60.0):
+            return {"idle_cpu_error": "the window did not start"}
+        _spin(3.0)
+        scored0 = session._inference_worker.live_scored
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        _spin(IDLE_S)
+        cpu = time.process_time() - cpu0
+        wall = time.perf_counter() - t0
+        scored = session._inference_worker.live_scored - scored0
+        return {
+            "idle_cpu_percent": round(100.0 * cpu / wall, 0),
+            "idle_live_inference_per_s": round(scored / wall, 2),
+        }
+    finally:
+        window.close()
 
 
 def measure_cold_start(model_path: Path, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -221,8 +362,12 @@ def _cold_start_child(model_path: Path) -> int:
         result["cold_start_rss_mb"] = _rss_mb().get("rss_mb")
         if model_ok:
             _spin(4.0)
-            if window.session.capture():
-                _spin_until(lambda: window.outcome is not None, 60.0)
+            start = time.perf_counter()
+            if window.session.capture() and _spin_until(lambda: window.outcome is not None, 60.0):
+                # the first capture of a fresh app process: the session's very first
+                result["app_first_capture_to_verdict_ms"] = round(
+                    (time.perf_counter() - start) * 1000.0, 1
+                )
             _spin(1.0)
             memory = _rss_mb()
             result["app_rss_after_capture_mb"] = memory.get("rss_mb")

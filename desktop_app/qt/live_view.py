@@ -1,7 +1,9 @@
 """The live picture with its heat overlay, guidance and score, and the verdict on a capture.
 
 Used by the staff window and the kiosk; it listens to a :class:`CaptureSession` and never blocks:
-the preview shows each frame as it arrives, the overlay is the newest live result.
+the preview shows each frame as it arrives. The guidance line, the score bar, the heat outline and
+the framing guide's colour all come from the one newest ``GateView`` (``core.gating``), so they
+never disagree; the view holds no rules of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from desktop_app.core.capture import CaptureOutcome
+from desktop_app.core.cues import GUIDE_RADIUS
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState, GateView
+from desktop_app.core.inference import QualityResult
 from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.widgets import STATE_COLOURS, FrameView, HeatMap, ScoreBar
 from desktop_app.qt.workers import LiveScore, PreviewFrame
@@ -60,9 +64,12 @@ class LiveCaptureView(QWidget):
         self.showing_outcome: CaptureOutcome | None = None
         self.last_view: GateView | None = None
         self._live_heat: HeatMap | None = None
+        self._heat_of: object | None = None  # the result self._live_heat was made from
+        self._guidance_key: tuple[str, GateState] | None = None
         self._source_problem = ""
         self._model_problem = ""
         self.frame_view.clear_image("Starting the camera…")
+        self.frame_view.set_guide(GUIDE_RADIUS, None, repaint=False)
         self.frame_view.sig_resized.connect(self._on_view_resized)
         session.sig_preview.connect(self._on_preview)
         session.sig_live.connect(self._on_live)
@@ -92,17 +99,29 @@ class LiveCaptureView(QWidget):
         self.frame_view.set_heat(self._live_heat, repaint=False)
 
     @Slot(object, object)
-    def _on_live(self, view: GateView, live: LiveScore) -> None:
+    def _on_live(self, view: GateView, live: LiveScore | None) -> None:
+        """One gate view (from a model result, ``live``, or from the cheap cues, ``live`` None):
+        everything on screen follows it."""
         if self.showing_outcome is not None:
             return
         self.last_view = view
-        result = live.result
-        self._live_heat = HeatMap.from_result(result.layout, result.patch_scores, result.threshold)
+        result = view.result
+        if result is not self._heat_of:
+            self._heat_of = result
+            self._live_heat = (
+                HeatMap.from_result(result.layout, result.patch_scores, result.threshold)
+                if isinstance(result, QualityResult)
+                else None
+            )
         self.frame_view.set_heat(self._live_heat, repaint=False)
-        self.score_bar.set_values(view.score, view.threshold, view.state)
+        self.frame_view.set_guide(GUIDE_RADIUS, view.framing_ok, repaint=False)
+        self.score_bar.set_values(view.bar_score, view.threshold, view.state)
         self._set_guidance(view.message, view.state)
 
     def _set_guidance(self, text: str, state: GateState) -> None:
+        if self._guidance_key == (text, state):
+            return
+        self._guidance_key = (text, state)
         self.guidance.setText(text)
         colour = STATE_COLOURS.get(state)
         self.guidance.setStyleSheet(f"color: {colour.name()};" if colour else "")
@@ -147,6 +166,7 @@ class LiveCaptureView(QWidget):
         image = outcome.image_rgb
         self.frame_view.set_image(image)
         self.frame_view.set_badge("Captured photo")
+        self.frame_view.set_guide(None, repaint=False)
         result = outcome.result
         if result is not None:
             self.frame_view.set_heat(
@@ -167,7 +187,9 @@ class LiveCaptureView(QWidget):
         self.showing_outcome = None
         self.frame_view.set_badge("")
         self.frame_view.set_heat(None)
+        self.frame_view.set_guide(GUIDE_RADIUS, None)
         self._live_heat = None
+        self._heat_of = None
         if self.session.model_info is not None:
             self.score_bar.set_values(None, self.session.model_info.threshold, GateState.WAITING)
             self._set_guidance(WAITING_MESSAGE, GateState.WAITING)

@@ -41,7 +41,7 @@ class CaptureSession(QObject):
     """Runs the workers and the gate. Every public method is for the GUI thread."""
 
     sig_preview = Signal(object)  # PreviewFrame
-    sig_live = Signal(object, object)  # GateView, LiveScore
+    sig_live = Signal(object, object)  # GateView, LiveScore (None: a view from the cheap cues)
     sig_capture_started = Signal(str)  # the capture's source ("camera:0", "hotfolder:/x/a.jpg")
     sig_capture_done = Signal(object)  # CaptureOutcome
     sig_capture_refused = Signal(str)
@@ -172,6 +172,7 @@ class CaptureSession(QObject):
         worker = CameraWorker(source, self.preview_slot, self.inference_slot, self.display_size)
         thread = WorkerThread(worker, "camera")
         thread.thread.started.connect(worker.run)
+        worker.on_scene_change = self._inference_worker.cancel_live
         worker.sig_preview_ready.connect(self._on_preview_ready)
         worker.sig_inference_ready.connect(self._inference_worker._on_frame_available)
         worker.sig_capture_frame.connect(self._on_capture_frame)
@@ -215,13 +216,24 @@ class CaptureSession(QObject):
         item = self.preview_slot.take()
         if item is not None:
             self.sig_preview.emit(item)
+            if item.cues is not None and self._live_gate_on():
+                view = self.gate.update_cues(item.cues, time.monotonic())
+                if view is not None:  # the cheap cues changed what the gate shows
+                    self.sig_live.emit(view, None)
+                    if view.capture_due:
+                        self.capture(auto=True)
+
+    def _live_gate_on(self) -> bool:
+        return not (self.showing_capture or self.capture_busy or self.model_info is None)
 
     # ---- live gate -------------------------------------------------------------------------
     @Slot(object)
     def _on_live_scored(self, live: LiveScore) -> None:
-        if self.showing_capture or self.capture_busy or self.model_info is None:
+        if not self._live_gate_on():
             return
-        view = self.gate.update(live.result.score, live.result.reasons, time.monotonic())
+        result = live.result
+        now = time.monotonic()
+        view = self.gate.update(result.score, result.reasons, now, live.frame_timestamp, result)
         self.sig_live.emit(view, live)
         if view.capture_due:
             self.capture(auto=True)
@@ -273,6 +285,7 @@ class CaptureSession(QObject):
         on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.capture_busy = True
+        self.gate.note_capture()
         self.last_capture_request_at = time.monotonic()
         if self._camera_worker is not None:
             self._camera_worker.inference_paused.set()
@@ -295,6 +308,7 @@ class CaptureSession(QObject):
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
         self.capture_busy = False
+        self.gate.capture_judged(outcome.judgement.accepted)
         if self._camera_worker is not None:
             self._camera_worker.capture_hold.clear()
         self.showing_capture = True

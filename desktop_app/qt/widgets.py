@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtCore import QLineF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from desktop_app.core.gating import GateState
-from desktop_app.core.overlay import EDGE_RGB, GOOD_RGB, POOR_RGB, heat_colours, patch_cells
+from desktop_app.core.overlay import (
+    POOR_RGB,
+    heat_colours,
+    patch_cells,
+    poor_outline_segments,
+)
 from desktop_app.core.tiling import PatchLayout
 
-OVERLAY_ALPHA = 80  # of 255: the skin stays visible under the heat map
+OUTLINE_WIDTH = 3.0  # device pixels: the poor regions' outline (the skin inside is not tinted)
+GUIDE_COLOURS = {True: QColor(90, 220, 120, 200), False: QColor(255, 255, 255, 170)}
 STATE_COLOURS = {
     GateState.GOOD: QColor(40, 160, 70),
     GateState.RETAKE: QColor(205, 70, 40),
@@ -32,18 +38,25 @@ def rgb_to_qimage(image: np.ndarray) -> QImage:
 
 @dataclass(frozen=True)
 class HeatMap:
-    """Per-patch scores laid out on an image of ``frame_size`` (width, height)."""
+    """Per-patch scores laid out on an image of ``frame_size`` (width, height); drawn as the
+    outline of the poor regions (``segments``), never as a tint over the skin."""
 
     cells: np.ndarray  # int32 [N, 4] (x0, y0, x1, y1) in frame pixels
     colours: np.ndarray  # uint8 [N, 3]
     frame_size: tuple[int, int]
+    segments: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))  # [K, 4]
 
     @classmethod
     def from_result(
         cls, layout: PatchLayout, patch_scores: np.ndarray, threshold: float
     ) -> HeatMap:
         h, w = layout.original_hw
-        return cls(patch_cells(layout), heat_colours(patch_scores, threshold), (w, h))
+        return cls(
+            patch_cells(layout),
+            heat_colours(patch_scores, threshold),
+            (w, h),
+            poor_outline_segments(layout, patch_scores, threshold),
+        )
 
 
 class FrameView(QWidget):
@@ -65,6 +78,7 @@ class FrameView(QWidget):
         self._legend = legend
         self._placeholder = ""
         self._badge = ""
+        self._guide: tuple[float, bool | None] | None = None
         self.frames_shown = 0
 
     def sizeHint(self) -> QSize:
@@ -106,6 +120,17 @@ class FrameView(QWidget):
     @property
     def heat(self) -> HeatMap | None:
         return self._heat
+
+    def set_guide(self, radius: float | None, ok: bool | None = None, repaint: bool = True) -> None:
+        """The framing guide: a centred circle of ``radius`` x min(width, height) of the image
+        (None: no guide); ``ok`` True draws it green (the finding is inside and big enough)."""
+        self._guide = None if radius is None else (radius, ok)
+        if repaint:
+            self.update()
+
+    @property
+    def guide(self) -> tuple[float, bool | None] | None:
+        return self._guide
 
     def set_badge(self, text: str) -> None:
         """A small label in the top-left corner (e.g. "Captured photo")."""
@@ -153,6 +178,8 @@ class FrameView(QWidget):
             self._paint_heat(painter, target, heat)
             if self._legend:
                 self._paint_legend(painter, target)
+        if self._guide is not None:
+            self._paint_guide(painter, target, *self._guide)
         if self._badge:
             self._paint_badge(painter, target)
         painter.end()
@@ -163,40 +190,59 @@ class FrameView(QWidget):
         return sw > 0 and fh > 0 and abs(sw / sh - fw / fh) < 0.01
 
     def _paint_heat(self, painter: QPainter, target: QRect, heat: HeatMap) -> None:
+        """The poor regions' outline: a red line with a dark edge (visible on light and dark
+        skin); the pixels inside the cells are left as they are."""
+        if len(heat.segments) == 0:
+            return
         fw, fh = heat.frame_size
         sx, sy = target.width() / fw, target.height() / fh
-        painter.setPen(Qt.PenStyle.NoPen)
-        for (x0, y0, x1, y1), (r, g, b) in zip(heat.cells, heat.colours, strict=True):
-            rect = QRectF(
-                target.x() + x0 * sx, target.y() + y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy
-            )
-            painter.fillRect(rect, QColor(int(r), int(g), int(b), OVERLAY_ALPHA))
-        # faint grid lines make the regions readable where neighbours have similar colours
-        painter.setPen(QPen(QColor(255, 255, 255, 40), 1))
-        for x0, y0, x1, y1 in heat.cells:
-            painter.drawRect(
-                QRectF(target.x() + x0 * sx, target.y() + y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
-            )
+        ox, oy = target.x(), target.y()
+        lines = [
+            QLineF(ox + x0 * sx, oy + y0 * sy, ox + x1 * sx, oy + y1 * sy)
+            for x0, y0, x1, y1 in heat.segments
+        ]
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QPen(QColor(0, 0, 0, 150), OUTLINE_WIDTH + 2.0))
+        painter.drawLines(lines)
+        painter.setPen(QPen(QColor(*POOR_RGB), OUTLINE_WIDTH))
+        painter.drawLines(lines)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+
+    def _paint_guide(
+        self, painter: QPainter, target: QRect, radius: float, ok: bool | None
+    ) -> None:
+        r = radius * min(target.width(), target.height())
+        centre = QRectF(target).center()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(QPen(QColor(0, 0, 0, 120), 4.0))
+        painter.drawEllipse(centre, r, r)
+        pen = QPen(GUIDE_COLOURS[ok is True], 2.0)
+        pen.setStyle(Qt.PenStyle.SolidLine if ok else Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        painter.drawEllipse(centre, r, r)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
 
     def _paint_legend(self, painter: QPainter, target: QRect) -> None:
-        bar_w, bar_h, pad = 180, 12, 10
-        box = QRect(target.left() + pad, target.bottom() - pad - 44, bar_w + 20, 44)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 150))
-        painter.drawRoundedRect(box, 6, 6)
-        bar = QRect(box.left() + 10, box.top() + 8, bar_w, bar_h)
-        gradient = QLinearGradient(bar.topLeft().toPointF(), bar.topRight().toPointF())
-        for stop, rgb in ((0.0, POOR_RGB), (0.5, EDGE_RGB), (1.0, GOOD_RGB)):
-            gradient.setColorAt(stop, QColor(*rgb))
-        painter.fillRect(bar, gradient)
-        painter.setPen(QColor(240, 240, 240))
+        pad = 10
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
-        text_rect = QRect(bar.left(), bar.bottom() + 2, bar_w, 18)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, "poor")
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, "threshold")
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight, "good")
+        text = "outlined: below the quality threshold"
+        w = painter.fontMetrics().horizontalAdvance(text) + 46
+        box = QRect(target.left() + pad, target.bottom() - pad - 26, w, 26)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 150))
+        painter.drawRoundedRect(box, 6, 6)
+        painter.setPen(QPen(QColor(*POOR_RGB), OUTLINE_WIDTH))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(QRect(box.left() + 10, box.top() + 7, 18, 12))
+        painter.setPen(QColor(240, 240, 240))
+        painter.drawText(
+            box.adjusted(36, 0, -6, 0),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+            text,
+        )
 
     def _paint_badge(self, painter: QPainter, target: QRect) -> None:
         font = QFont(self.font())

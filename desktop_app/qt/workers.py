@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,14 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from desktop_app.core.bench import synthetic_frame
 from desktop_app.core.capture import CaptureContext, process_capture
+from desktop_app.core.cues import CueAnalyzer, FrameCues, view_difference
 from desktop_app.core.inference import QualityEngine, QualityResult, describe_model_error
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
 from desktop_app.core.sources import Frame, FrameSource, ResilientSource
-from desktop_app.core.store import CaptureStore, StorageError
+from desktop_app.core.store import CaptureStore, StorageError, prepare_image_bytes
 from desktop_app.core.submission import SubmissionQueue
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ class PreviewFrame:
 
     frame: Frame
     display_bgrx: np.ndarray
+    cues: FrameCues | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class CameraWorker(QObject):
         display_size: DisplaySize,
         retry_interval_s: float = 1.0,
         live_interval_s: float = 0.1,
+        rescore_s: float = 2.0,
+        cues: CueAnalyzer | None = None,
     ) -> None:
         super().__init__()
         if hasattr(source, "on_problem"):
@@ -147,6 +154,17 @@ class CameraWorker(QObject):
         # every ``live_interval_s`` leaves CPU to the preview on small machines.
         self.live_interval_s = live_interval_s
         self._last_live_put = 0.0
+        self.rescore_s = rescore_s
+        self.cues = cues if cues is not None else CueAnalyzer()
+        self.on_scene_change: Callable[[], None] | None = None
+        self._sent_thumb: np.ndarray | None = None
+        self._sent_problem: str | None = None
+        self._was_paused = True
+        self.live_skipped_unchanged = 0
+        self.cue_ms: deque[float] = deque(maxlen=600)  # recent per-frame cue times (bench)
+        self.min_cancel_interval_s = 0.5
+        self._cue_failed = False
+        self._last_cancel = -math.inf
 
     def latest_frame(self) -> Frame | None:
         """The newest full-resolution live frame (thread-safe)."""
@@ -193,13 +211,54 @@ class CameraWorker(QObject):
             image = cv2.resize(image, (w, h), interpolation=interp)
         code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
         display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
-        if self.preview_slot.put(PreviewFrame(frame, display)):
+        cues: FrameCues | None = None
+        try:
+            cues = self.cues.analyse(frame.image, frame.colour_order, frame.timestamp)
+            self.cue_ms.append(cues.compute_ms)
+        except Exception:  # a cue bug must not stop the preview (the model still gates)
+            if not self._cue_failed:
+                logger.exception("frame cues failed")
+            self._cue_failed = True
+        if self.preview_slot.put(PreviewFrame(frame, display, cues)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
+            self._was_paused = True
             return
-        if frame.timestamp - self._last_live_put < self.live_interval_s:
-            return
+        self._send_to_model(frame, cues)
+
+    def _send_to_model(self, frame: Frame, cues: FrameCues | None) -> None:
+        since = frame.timestamp - self._last_live_put
+        fresh_start = self._was_paused
+        self._was_paused = False
+        verdict_changed = cues is not None and cues.problem != self._sent_problem
+        # the last frame sent shows an older view than this one: its result will be dropped
+        outdated = cues is not None and cues.changed_at > self._last_live_put
+        if not fresh_start and not verdict_changed:
+            if since < self.live_interval_s:
+                return
+            if (
+                not outdated
+                and cues is not None
+                and self._sent_thumb is not None
+                and since < self.rescore_s
+                and view_difference(cues.thumb, self._sent_thumb)
+                < self.cues.thresholds.unchanged_difference
+            ):
+                self.live_skipped_unchanged += 1
+                return
+        if (
+            verdict_changed
+            and not fresh_start
+            and self.on_scene_change is not None
+            and frame.timestamp - self._last_cancel >= self.min_cancel_interval_s
+        ):
+            # the result on the old view would only be dropped; a verdict that flickers must
+            # not cancel every run, hence the minimum interval
+            self._last_cancel = frame.timestamp
+            self.on_scene_change()
         self._last_live_put = frame.timestamp
+        if cues is not None:
+            self._sent_thumb, self._sent_problem = cues.thumb, cues.problem
         if self.inference_slot.put(frame):
             self.sig_inference_ready.emit()
 
@@ -224,6 +283,8 @@ class InferenceWorker(QObject):
         self.live_cancelled = 0
         self._live_run_lock = threading.Lock()
         self._live_run: Any = None  # onnxruntime.RunOptions of the live run in progress
+        self.warm_frame_hw = (720, 1280)  # the frame size the capture path is warmed up with
+        self.warm_up_ms = 0.0
 
     @Slot(str, str, bool)
     def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
@@ -251,6 +312,35 @@ class InferenceWorker(QObject):
                 reason_names=tuple(meta.reason_names),
             ),
         )
+        self._warm_capture_path(engine)
+
+    def _warm_capture_path(self, engine: QualityEngine) -> None:
+        """One dummy capture-grid scoring right after loading, here in the worker thread: the
+        first run of a new input shape is slow (onnxruntime plans and allocates), and it would
+        otherwise land on the session's first capture."""
+        if self.stopping:
+            return
+        import onnxruntime as ort
+
+        t0 = time.perf_counter()
+        frame = synthetic_frame(*self.warm_frame_hw, seed=3)
+        for grid in ("capture", "live"):
+            run = ort.RunOptions()
+            run.log_severity_level = 4
+            with self._live_run_lock:  # a capture asked for meanwhile cancels the warm-up
+                self._live_run = run
+            try:
+                engine.score(frame, grid=grid, run_options=run)  # type: ignore[arg-type]
+            except Exception:  # only a warm-up: the real capture reports its own failure
+                if not run.terminate:
+                    logger.warning("capture warm-up failed", exc_info=True)
+                return
+            finally:
+                with self._live_run_lock:
+                    self._live_run = None
+        prepare_image_bytes(np.ascontiguousarray(frame[:64, :64]), None)  # the JPEG encoder
+        self.warm_up_ms = (time.perf_counter() - t0) * 1000.0
+        logger.info("capture path warmed up in %.0f ms", self.warm_up_ms)
 
     @Slot()
     def _on_unload_model(self) -> None:

@@ -1,0 +1,138 @@
+"""The live view's drawing (pytest-qt, offscreen): the heat map leaves the skin's colours alone,
+the framing guide is drawn; the camera worker does not send an unchanged view to the model again;
+the inference worker warms the capture path up at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QColor
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.mailbox import LatestSlot
+from desktop_app.core.model_meta import GridSpec
+from desktop_app.core.overlay import patch_cells
+from desktop_app.core.sources import Frame
+from desktop_app.core.tiling import plan_layout
+from desktop_app.qt.main_window import ensure_display
+from desktop_app.qt.widgets import FrameView, HeatMap
+from desktop_app.qt.workers import CameraWorker, DisplaySize, InferenceWorker, PreviewFrame
+
+ensure_display()
+
+
+def _pixel(view: FrameView, x: float, y: float) -> QColor:
+    image = view.grab().toImage()
+    return image.pixelColor(round(x), round(y))
+
+
+def test_heat_map_outlines_poor_regions_without_recolouring_the_skin(qtbot: QtBot) -> None:
+    view = FrameView(legend=False)
+    qtbot.addWidget(view)
+    view.resize(320, 180)
+    rgb = np.zeros((180, 320, 3), np.uint8)
+    rgb[:] = (150, 90, 60)  # a brown lesion filling the frame
+    view.set_image(rgb)
+    layout = plan_layout(180, 320, 32, GridSpec(max_long_side=320))
+    heat = HeatMap.from_result(layout, np.zeros(layout.n), threshold=0.5)  # every cell poor
+    view.set_heat(heat)
+    target = view.image_rect()
+    for x0, y0, x1, y1 in patch_cells(layout):
+        cx = target.x() + (x0 + x1) / 2 * target.width() / 320
+        cy = target.y() + (y0 + y1) / 2 * target.height() / 180
+        assert _pixel(view, cx, cy).getRgb()[:3] == (150, 90, 60)  # the lesion's own colour
+    # the outline itself is drawn (around the whole poor region: the image's edge)
+    edge = _pixel(view, target.x() + 1, target.y() + target.height() / 2).getRgb()[:3]
+    assert edge != (150, 90, 60)
+
+
+def test_framing_guide_is_drawn_in_the_centre(qtbot: QtBot) -> None:
+    view = FrameView(legend=False)
+    qtbot.addWidget(view)
+    view.resize(320, 180)
+    view.set_image(np.full((180, 320, 3), 128, np.uint8))
+    target = view.image_rect()
+    ring_x = target.x() + target.width() / 2 + 0.3 * min(target.width(), target.height())
+    ring_y = target.y() + target.height() / 2
+    assert _pixel(view, ring_x, ring_y).getRgb()[:3] == (128, 128, 128)
+    view.set_guide(0.3, ok=True)
+    assert _pixel(view, ring_x, ring_y).getRgb()[:3] != (128, 128, 128)
+
+
+class _StillSource:
+    name = "still"
+    kind = "camera"
+    resolution = (320, 180)
+
+    def open(self) -> None: ...
+
+    def read(self) -> Frame | None:
+        return None
+
+    def close(self) -> None: ...
+
+
+def test_an_unchanged_view_is_not_scored_again_until_the_rescore_interval(
+    qtbot: QtBot,
+) -> None:
+    from desktop_app.core.demo_scene import render_skin
+
+    inference: LatestSlot[Frame] = LatestSlot()
+    worker = CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        LatestSlot[PreviewFrame](),
+        inference,
+        DisplaySize(),
+        live_interval_s=0.1,
+        rescore_s=2.0,
+    )
+    still = render_skin(180, 320, seed=3)
+    sent: list[float] = []
+    for i in range(30):  # 3 s of the same view at 10 frames a second
+        t = 100.0 + i * 0.1
+        worker._publish(Frame(still, "RGB", i, t, "still"))
+        if inference.take() is not None:
+            sent.append(t)
+    assert sent == pytest.approx([100.0, 102.0])
+    assert worker.live_skipped_unchanged > 20
+    # a different view goes to the model at once
+    worker._publish(Frame(255 - still, "RGB", 99, 103.1, "still"))
+    assert inference.take() is not None
+
+
+def test_model_load_warms_up_the_capture_path(qtbot: QtBot, test_model_path: Path) -> None:
+    worker = InferenceWorker(LatestSlot(), None)
+    worker.warm_frame_hw = (180, 320)
+    ready: list[object] = []
+    worker.sig_model_ready.connect(ready.append)
+    worker._on_load_model(str(test_model_path), "cpu", True)
+    assert ready and worker.engine is not None
+    assert worker.warm_up_ms > 0.0
+
+
+def test_a_new_verdict_goes_to_the_model_at_once_and_cancels_the_old_run(qtbot: QtBot) -> None:
+    from desktop_app.core.demo_scene import render_skin
+
+    inference: LatestSlot[Frame] = LatestSlot()
+    worker = CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        LatestSlot[PreviewFrame](),
+        inference,
+        DisplaySize(),
+        live_interval_s=0.1,
+    )
+    cancelled: list[bool] = []
+    worker.on_scene_change = lambda: cancelled.append(True)
+    still = render_skin(180, 320, seed=3)
+    dark = (still // 6).astype(np.uint8)
+    worker._publish(Frame(still, "RGB", 0, 10.0, "still"))
+    assert inference.take() is not None
+    worker._publish(Frame(dark, "RGB", 1, 10.50, "still"))  # the light goes: one frame
+    worker._publish(Frame(dark, "RGB", 2, 10.533, "still"))  # ... two: the verdict is "dark"
+    sent = inference.take()
+    assert sent is not None and sent.index == 2
+    assert cancelled == [True]
+    worker._publish(Frame(dark, "RGB", 3, 10.566, "still"))  # the same dark view: not again
+    assert inference.take() is None
