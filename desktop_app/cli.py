@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from desktop_app.core.bench import run_bench_cli
 
         return run_bench_cli(args)
-    from desktop_app.qt.main_window import run_app
+    from desktop_app.app.run import run_app
 
     return run_app(args)
 

@@ -21,13 +21,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop_app.app.services import AppServices, build_services
 from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.frame_sources import FrameSource
 from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
+from desktop_app.qt.compat import ensure_display
 from desktop_app.qt.live_view import PRACTICE_BANNER
-from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
+from desktop_app.qt.main_window import MainWindow
 
 WAIT_MS = 15_000
 

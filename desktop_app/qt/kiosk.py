@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.app.services import AppServices
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.gating import GateView
 from desktop_app.core.kiosk_flow import (
@@ -41,7 +42,7 @@ from desktop_app.core.kiosk_flow import (
     verdict_for,
 )
 from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.main_window import AppServices, make_session, start_session
+from desktop_app.qt.session import make_session, start_session
 
 logger = logging.getLogger(__name__)
 

@@ -1,19 +1,15 @@
-"""The staff window (capture + review gallery) and ``run_app``, the GUI entry point."""
+"""The staff window: capture with patient details, gated Submit, the review gallery, settings.
+
+It is given its services (``desktop_app.app.services``); ``desktop_app.app.run`` starts it."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
-import signal
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -36,27 +32,18 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app import __version__
+from desktop_app.app.services import AppServices, choose_source, resolve_model_path
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.dicom_content import validate_patient_fields
-from desktop_app.core.frame_sources import (
-    DemoSource,
-    FrameSource,
-    FrameSourceError,
-    list_cameras,
-    source_from_spec,
-)
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
-from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
-from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
-from desktop_app.core.resources import app_icon_path, resources_dir
-from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
-from desktop_app.core.storage import CaptureStore, StorageError, default_store_root
-from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
+from desktop_app.core.resources import resources_dir
+from desktop_app.core.settings import BODY_SITES, AppSettings, save_settings
+from desktop_app.core.submission import QueueStatus
 from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.session import CaptureSession, queue_summary
-from desktop_app.qt.widgets import STATE_COLOURS
+from desktop_app.qt.session import make_session, queue_summary, start_session
+from desktop_app.qt.widgets import STATE_COLOURS, app_icon
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +57,6 @@ WAITING_FOR_CAMERA = "Waiting for the camera…"
 MIN_WINDOW_SIZE = QSize(960, 600)
 PREFERRED_WINDOW_SIZE = QSize(1400, 900)
 STATUS_LABEL_MAX_PX = 360
-
-
-def app_icon() -> QIcon:
-    """The application's icon (packaging/skin-capture.png), or an empty icon if not installed."""
-    path = app_icon_path()
-    return QIcon(str(path)) if path is not None else QIcon()
 
 
 FRAME_MARGIN = QSize(16, 40)  # window decorations: borders and the title bar
@@ -95,120 +76,6 @@ def set_elided(label: QLabel, text: str, max_px: int = STATUS_LABEL_MAX_PX) -> N
     shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, max_px)
     label.setText(shown)
     label.setToolTip(text if shown != text else "")
-
-
-# ---- start-up helpers (no widgets) ----------------------------------------------------------
-
-
-@dataclass
-class AppServices:
-    """What a window needs besides widgets; problems are messages, never exceptions."""
-
-    settings: AppSettings
-    store: CaptureStore | None
-    queue: SubmissionQueue | None
-    model_path: Path | None
-    source: FrameSource
-    store_error: str = ""
-    queue_error: str = ""
-    source_note: str = ""
-    notes: list[str] = field(default_factory=list)
-
-
-def make_session(
-    services: AppServices,
-    context_provider: Callable[[], CaptureContext],
-    capture_blocker: Callable[[], str],
-    auto_capture: bool,
-    parent: QWidget,
-) -> CaptureSession:
-    """The capture session a window runs (staff and kiosk differ only in auto-capture)."""
-    settings = services.settings
-    session = CaptureSession(
-        services.store,
-        services.queue,
-        context_provider,
-        auto_capture_hold_s=settings.auto_capture_hold_s if auto_capture else None,
-        submission_interval_s=settings.submission_interval_s,
-        parent=parent,
-    )
-    session.capture_blocker = capture_blocker
-    return session
-
-
-def start_session(session: CaptureSession, services: AppServices) -> None:
-    """Load the configured model and open the frame source (after the window's signals are
-    connected, so the first status messages reach it)."""
-    settings = services.settings
-    session.load_model(services.model_path, settings.provider, settings.low_memory_inference)
-    session.set_source(services.source)
-
-
-def resolve_model_path(explicit: Path | None, settings: AppSettings) -> Path | None:
-    """``--model`` first, then the model chosen in Settings, then the bundled default
-    (``core.inference.resolve_model_path``)."""
-    return resolve_core_model_path(explicit, settings.model_path)
-
-
-def choose_source(spec: str | None, settings: AppSettings) -> tuple[FrameSource, str]:
-    """(source, note): ``--source``, else Settings' camera, else the first camera, else demo."""
-    names = {c.index: c.name for c in list_cameras()} if sys.platform.startswith("linux") else {}
-    chosen = spec or settings.camera
-    if chosen:
-        try:
-            return source_from_spec(chosen, settings.resolution, names), ""
-        except FrameSourceError as exc:
-            return DemoSource(), f"{exc} Showing the demo feed instead."
-    cameras = list_cameras(probe=1)
-    if cameras:
-        first = cameras[0]
-        return source_from_spec(
-            str(first.index), settings.resolution, {first.index: first.name}
-        ), ""
-    return DemoSource(), "No camera found: showing the built-in demo feed."
-
-
-def build_services(
-    kiosk: bool,
-    model: Path | None,
-    source_spec: str | None,
-    settings: AppSettings | None = None,
-    store_root: Path | None = None,
-) -> AppServices:
-    settings = settings or load_settings()
-    store: CaptureStore | None = None
-    store_error = ""
-    root = store_root or default_store_root()
-    try:
-        acquire_data_home_lock(root)  # held for the life of the process
-        store = CaptureStore(root)
-    except AnotherInstanceError as exc:
-        store_error = str(exc)
-        logger.error("data home in use: %s", exc)
-    except StorageError as exc:
-        store_error = str(exc)
-        logger.error("capture store unavailable: %s", exc)
-    queue: SubmissionQueue | None = None
-    queue_error = ""
-    if store is not None:
-        try:
-            queue = SubmissionQueue(store, make_target(settings.submission))
-            queue.release_stale_claims()  # this process alone holds the data home
-        except ValueError as exc:
-            queue_error = str(exc)
-        except StorageError as exc:
-            queue_error = str(exc)
-    source, note = choose_source(source_spec, settings)
-    return AppServices(
-        settings=settings,
-        store=store,
-        queue=queue,
-        model_path=resolve_model_path(model, settings),
-        source=source,
-        store_error=store_error,
-        queue_error=queue_error,
-        source_note=note,
-    )
 
 
 # ---- the staff window -----------------------------------------------------------------------
@@ -883,14 +750,9 @@ class MainWindow(QMainWindow):
                 resolve_model_path(None, new), new.provider, new.low_memory_inference
             )
         if submission_changed and self.services.store is not None:
-            try:
-                queue = SubmissionQueue(self.services.store, make_target(new.submission))
-                self.services.queue_error = ""
-            except ValueError as exc:
-                queue = None
-                self.services.queue_error = str(exc)
-                self.queue_label.setText(f"Sending is not configured: {exc}")
-            self.services.queue = queue
+            queue = self.services.replace_queue(new)
+            if queue is None:
+                self.queue_label.setText(f"Sending is not configured: {self.services.queue_error}")
             self.session.set_queue(queue, new.submission_interval_s)
         if auto_changed:  # a new default replaces this session's choice
             self.auto_capture_check.setChecked(new.auto_capture_staff)
@@ -907,129 +769,3 @@ class MainWindow(QMainWindow):
         if self.services.store is not None:
             self.services.store.close()
         event.accept()
-
-
-# ---- entry point ----------------------------------------------------------------------------
-
-
-def ensure_display() -> None:
-    """On a Linux box without a display, fall back to the offscreen platform (with a warning)
-    instead of letting Qt abort."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        logger.warning(
-            "No display found (DISPLAY and WAYLAND_DISPLAY are unset): running with "
-            "QT_QPA_PLATFORM=offscreen, so no window will be visible."
-        )
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-
-
-def _close_on_signals(app: QApplication, window: QWidget) -> None:
-    """Ctrl+C / SIGTERM close the window normally (workers stopped, store closed); the kiosk's
-    PIN does not apply to the operating system asking the app to stop."""
-
-    def _on_signal(signum: int, frame: object) -> None:
-        logger.info("signal %d: closing", signum)
-        if hasattr(window, "unlocked"):
-            window.unlocked = True
-        window.close()
-        app.quit()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _on_signal)
-    # Python runs signal handlers only between bytecodes: wake the interpreter regularly.
-    timer = QTimer(window)
-    timer.timeout.connect(lambda: None)
-    timer.start(250)
-
-
-def _log_first_frame(window: QWidget) -> None:
-    """Log once when the first preview frame arrives (start-up time for support and smoke tests)."""
-    import time
-
-    started = time.perf_counter()
-    session: CaptureSession = window.session  # type: ignore[attr-defined]
-
-    def _on_first_preview(_frame: object) -> None:
-        logger.info("first frame after %.2f s", time.perf_counter() - started)
-        session.sig_preview.disconnect(_on_first_preview)
-
-    session.sig_preview.connect(_on_first_preview)
-
-
-def _exit_after_env_delay(app: QApplication, window: QWidget) -> None:
-    """``SKIN_CAPTURE_EXIT_AFTER_MS``: close normally after that long (smoke tests of bundles)."""
-    raw = os.environ.get("SKIN_CAPTURE_EXIT_AFTER_MS", "")
-    if not raw.strip():
-        return
-    try:
-        delay_ms = max(0, int(raw))
-    except ValueError:
-        logger.warning("ignoring SKIN_CAPTURE_EXIT_AFTER_MS=%r (not a number)", raw)
-        return
-
-    def _on_timeout() -> None:
-        logger.info("SKIN_CAPTURE_EXIT_AFTER_MS reached: closing")
-        if hasattr(window, "unlocked"):
-            window.unlocked = True
-        window.close()
-        app.quit()
-
-    QTimer.singleShot(delay_ms, window, _on_timeout)
-
-
-def make_window(services: AppServices, kiosk: bool) -> QWidget:
-    if kiosk:
-        from desktop_app.qt.kiosk import KioskWindow
-
-        return KioskWindow(services)
-    return MainWindow(services)
-
-
-def run_app(args: argparse.Namespace) -> int:
-    """``skin-capture [--kiosk] [--model PATH] [--source SPEC]``; returns the exit status."""
-    from desktop_app.qt.compat import pyside_refcount_problem
-
-    problem = pyside_refcount_problem()
-    if problem:
-        logger.error("%s", problem)
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    ensure_display()
-    existing = QApplication.instance()
-    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
-    app.setApplicationName("Skin Capture Assist")
-    app.setApplicationVersion(__version__)
-    app.setWindowIcon(app_icon())
-    try:  # before any camera is opened or photo read: a second copy refuses, clearly
-        acquire_data_home_lock(default_store_root())
-    except AnotherInstanceError as exc:
-        logger.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        if not os.environ.get("SKIN_CAPTURE_NO_DIALOGS"):
-            QMessageBox.critical(None, "Skin Capture Assist is already running", str(exc))
-        return 3
-    services = build_services(
-        kiosk=bool(getattr(args, "kiosk", False)),
-        model=getattr(args, "model", None),
-        source_spec=getattr(args, "source", None),
-    )
-    from desktop_app.qt.kiosk import KioskWindow
-
-    window = make_window(services, bool(getattr(args, "kiosk", False)))
-    if isinstance(window, KioskWindow):
-        window.show_kiosk()
-    else:
-        window.show()
-    _close_on_signals(app, window)
-    _log_first_frame(window)
-    _exit_after_env_delay(app, window)
-    if services.store_error:
-        QMessageBox.critical(
-            window,
-            "Photos cannot be saved",
-            f"{services.store_error}\n\nThe live view works, but captures cannot be kept.",
-        )
-    status = int(app.exec())
-    return status

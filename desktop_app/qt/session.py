@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desktop_app.app.services import AppServices
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.frame_sources import Frame, FrameSource, source_label
 from desktop_app.core.gating import LiveGate
@@ -390,6 +391,35 @@ class CaptureSession(QObject):
     @property
     def threads(self) -> list[WorkerThread]:
         return [t for t in (self._camera, self._inference, self._submission) if t is not None]
+
+
+def make_session(
+    services: AppServices,
+    context_provider: Callable[[], CaptureContext],
+    capture_blocker: Callable[[], str],
+    auto_capture: bool,
+    parent: QObject,
+) -> CaptureSession:
+    """The capture session a window runs (staff and kiosk differ only in auto-capture)."""
+    settings = services.settings
+    session = CaptureSession(
+        services.store,
+        services.queue,
+        context_provider,
+        auto_capture_hold_s=settings.auto_capture_hold_s if auto_capture else None,
+        submission_interval_s=settings.submission_interval_s,
+        parent=parent,
+    )
+    session.capture_blocker = capture_blocker
+    return session
+
+
+def start_session(session: CaptureSession, services: AppServices) -> None:
+    """Load the configured model and open the frame source (after the window's signals are
+    connected, so the first status messages reach it)."""
+    settings = services.settings
+    session.load_model(services.model_path, settings.provider, settings.low_memory_inference)
+    session.set_source(services.source)
 
 
 def queue_summary(status: QueueStatus | None) -> str:

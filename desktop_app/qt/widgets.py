@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from desktop_app.core.gating import GateState
 from desktop_app.core.overlay import EDGE_RGB, GOOD_RGB, POOR_RGB, heat_colours, patch_cells
+from desktop_app.core.resources import app_icon_path
 from desktop_app.core.tiling import PatchLayout
+
+
+def app_icon() -> QIcon:
+    """The application's icon (packaging/skin-capture.png), or an empty icon if not installed."""
+    path = app_icon_path()
+    return QIcon(str(path)) if path is not None else QIcon()
 
 OVERLAY_ALPHA = 80  # of 255: the skin stays visible under the heat map
 STATE_COLOURS = {
