@@ -12,22 +12,11 @@ from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QMessageBox,
-    QPlainTextEdit,
-    QPushButton,
-    QScrollArea,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -38,16 +27,16 @@ from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
 from desktop_app.core.resources import resources_dir
-from desktop_app.core.settings import BODY_SITES, AppSettings, save_settings
+from desktop_app.core.settings import AppSettings, save_settings
 from desktop_app.core.submission import QueueStatus
 from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import make_session, queue_summary, start_session
+from desktop_app.qt.views.patient_panel import StaffSidePanel
 from desktop_app.qt.widgets import STATE_COLOURS, app_icon
 
 logger = logging.getLogger(__name__)
 
-BODY_SITE_PROMPT = "Choose the body site…"
 HOT_FOLDER_WAITING = "Waiting for the next photo from the camera"
 LOADING_MODEL = "Loading the quality model…"
 CHECKING_PHOTO = "Checking the photo…"
@@ -133,107 +122,22 @@ class MainWindow(QMainWindow):
         self.live.frame_view.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         row.addWidget(self.live, 1)
 
-        side = QVBoxLayout()
-        side.setContentsMargins(0, 0, 0, 0)
-        patient_box = QGroupBox("Patient")
-        form = QFormLayout(patient_box)
-        self.patient_edit = QLineEdit()
-        self.patient_edit.setPlaceholderText("Patient or encounter ID")
-        self.patient_edit.setMaxLength(200)  # the rule (core.patient_ref) says why beyond 64
-        self.site_combo = QComboBox()
-        self.site_combo.addItem(BODY_SITE_PROMPT)
-        self.site_combo.addItems(BODY_SITES)
-        self.note_edit = QPlainTextEdit()
-        self.note_edit.setPlaceholderText("Note for the dermatologist (optional)")
-        self.note_edit.setMaximumHeight(70)
-        self.new_patient_button = QPushButton("New patient")
-        form.addRow("ID", self.patient_edit)
-        form.addRow("Body site", self.site_combo)
-        form.addRow("Note", self.note_edit)
-        form.addRow("", self.new_patient_button)
-        side.addWidget(patient_box)
-
-        capture_box = QGroupBox("Photo")
-        box = QVBoxLayout(capture_box)
-        self.capture_button = QPushButton("Capture  [Space]")
-        self.submit_button = QPushButton("Submit  [Enter]")
-        self.retake_button = QPushButton("Retake  [R]")
-        for button in (self.capture_button, self.submit_button, self.retake_button):
-            button.setMinimumHeight(36)
-            # Keys are handled by the window: a focused button must not take Space/Enter.
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.submit_button.setStyleSheet(
-            "QPushButton:enabled { background: #2e8b57; color: white; font-weight: bold; }"
-        )
-        self.verdict_label = QLabel("")
-        self.verdict_label.setWordWrap(True)
-        self.submit_reason = QLabel("")
-        self.submit_reason.setWordWrap(True)
-        lines = self.fontMetrics().lineSpacing()
-        # room for the longest messages, so the layout does not squeeze wrapped lines together
-        self.verdict_label.setMinimumHeight(2 * lines + 4)
-        self.submit_reason.setMinimumHeight(4 * lines + 4)
-        self.submit_reason.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.submit_reason.setObjectName("submitReason")
-        self.submit_reason.setStyleSheet("color: #8a5a00;")
-        box.addWidget(self.capture_button)
-        box.addWidget(self.submit_button)
-        box.addWidget(self.retake_button)
-        box.addWidget(self.verdict_label)
-        box.addWidget(self.submit_reason)
-        side.addWidget(capture_box)
-
-        options_box = QGroupBox("Options (this session)")
-        options = QFormLayout(options_box)
-        self.auto_capture_check = QCheckBox("Auto-capture when steady and good")
-        self.auto_capture_check.setChecked(self.settings.auto_capture_staff)
-        self.auto_capture_check.setToolTip(
-            "For this session only. The default for new sessions is in File > Settings."
-        )
-        self.hold_spin = QDoubleSpinBox()
-        self.hold_spin.setRange(0.3, 10.0)
-        self.hold_spin.setSingleStep(0.1)
-        self.hold_spin.setSuffix(" s")
-        self.hold_spin.setValue(self.settings.auto_capture_hold_s)
-        self.hold_spin.setToolTip(self.auto_capture_check.toolTip())
-        self.overlay_check = QCheckBox("Quality heat map")
-        self.overlay_check.setChecked(self.settings.show_heat_overlay)
-        for check in (self.auto_capture_check, self.overlay_check):
-            # a click must not leave the focus here, where Space would toggle the box
-            check.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        self.new_patient_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        options.addRow(self.auto_capture_check)
-        options.addRow("Hold for", self.hold_spin)
-        options.addRow(self.overlay_check)
-        side.addWidget(options_box)
-
-        send_box = QGroupBox("Sending")
-        send = QVBoxLayout(send_box)
-        self.queue_label = QLabel(
-            queue_summary(None)
-            if self.services.queue is None
-            else f"Sending to {self.services.queue.target.name}…"
-        )
-        if self.services.queue_error:
-            self.queue_label.setText(f"Sending is not configured: {self.services.queue_error}")
-        self.queue_label.setWordWrap(True)
-        self.retry_button = QPushButton("Retry failed")
-        self.retry_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        send.addWidget(self.queue_label)
-        send.addWidget(self.retry_button)
-        side.addWidget(send_box)
-        side.addStretch(1)
-        side_widget = QWidget()
-        side_widget.setLayout(side)
-        # On a short screen the side column scrolls; the picture, guidance and score stay.
-        self.side_scroll = QScrollArea()
-        self.side_scroll.setWidget(side_widget)
-        self.side_scroll.setWidgetResizable(True)
-        self.side_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.side_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        scrollbar = self.side_scroll.verticalScrollBar().sizeHint().width()
-        self.side_scroll.setFixedWidth(340 + scrollbar)
+        self.side_scroll = StaffSidePanel(self.services)
+        side = self.side_scroll
+        self.patient_edit = side.patient_edit
+        self.site_combo = side.site_combo
+        self.note_edit = side.note_edit
+        self.new_patient_button = side.new_patient_button
+        self.capture_button = side.capture_button
+        self.submit_button = side.submit_button
+        self.retake_button = side.retake_button
+        self.verdict_label = side.verdict_label
+        self.submit_reason = side.submit_reason
+        self.auto_capture_check = side.auto_capture_check
+        self.hold_spin = side.hold_spin
+        self.overlay_check = side.overlay_check
+        self.queue_label = side.queue_label
+        self.retry_button = side.retry_button
         row.addWidget(self.side_scroll)
         self.tabs.addTab(capture_tab, "Capture")
 
