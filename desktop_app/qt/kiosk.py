@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.app.services import AppServices
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.capture_flow import IDLE_BLOCKER
 from desktop_app.core.gating import GateView
 from desktop_app.core.kiosk_flow import (
     BODY_SITE_HINT,
@@ -169,7 +170,6 @@ class KioskWindow(QWidget):
         self.setWindowTitle("Skin photo")
         self.services = services
         self.settings = services.settings
-        self.outcome: CaptureOutcome | None = None
         self.unlocked = False
         self.closed_cleanly: bool | None = None
         self.failed_pin_attempts = 0
@@ -418,9 +418,14 @@ class KioskWindow(QWidget):
     def _capture_context(self) -> CaptureContext:
         return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), self.body_site, "")
 
+    @property
+    def outcome(self) -> CaptureOutcome | None:
+        """The photo on screen (``CaptureFlow.outcome``)."""
+        return self.session.flow.outcome
+
     def _capture_blocker(self) -> str:
-        if self.pages.currentWidget() is not self.capture_page or self.outcome is not None:
-            return "Not on the capture screen."
+        if self.pages.currentWidget() is not self.capture_page or self.session.flow.showing_capture:
+            return IDLE_BLOCKER
         return ""
 
     @Slot()
@@ -444,7 +449,7 @@ class KioskWindow(QWidget):
 
     @Slot(object, object)
     def _on_live(self, view: GateView, live: object) -> None:
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             return
         self.progress.setValue(round(view.auto_capture_progress * 100))
         self.patient_message.setText(live_message(view))
@@ -465,7 +470,6 @@ class KioskWindow(QWidget):
             # a late result after an idle reset: it is stored; nothing is shown
             self.session.pause_live()
             return
-        self.outcome = outcome
         self.live.show_outcome(outcome)
         self.take_button.hide()
         self.progress.hide()
@@ -488,20 +492,19 @@ class KioskWindow(QWidget):
             return
         # The photo is stored already; the queue sends it later, so say "queued", never "sent".
         blocker = self.session.send_blocker(outcome.record)
-        if blocker or not self.session.submit(outcome.record.id):
+        if blocker:
+            self.session.pause_live()  # not sent: the photo stays in Review for the staff
+        if blocker or not self.session.submit_shown():
             logger.warning("kiosk photo %s kept for staff: %s", outcome.record.id, blocker)
             self.thanks_label.setText(THANKS_NEEDS_STAFF)
         else:
             self.thanks_label.setText(THANKS_QUEUED)
-        self.outcome = None
-        self.session.pause_live()
         self.live.clear_for_next_patient()
         self.pages.setCurrentWidget(self.thanks_page)
         self.thanks_timer.start()
 
     @Slot()
     def _on_try_again(self) -> None:
-        self.outcome = None
         self.live.back_to_live()
         self.session.resume_live()
         self._show_live_controls()
@@ -555,7 +558,6 @@ class KioskWindow(QWidget):
         """Forget everything about the current patient on screen and show the welcome page."""
         self.thanks_timer.stop()
         self._stop_countdown()
-        self.outcome = None
         self.body_site = ""
         self.site_label.setText("")
         self.code_edit.clear()

@@ -23,13 +23,13 @@ from PySide6.QtWidgets import (
 from desktop_app import __version__
 from desktop_app.app.services import AppServices, choose_source, resolve_model_path
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.capture_flow import CHECKING_PHOTO, HOT_FOLDER_WAITING, SHOWING_BLOCKER
 from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
 from desktop_app.core.resources import resources_dir
 from desktop_app.core.settings import AppSettings, save_settings
 from desktop_app.core.submission import QueueStatus
-from desktop_app.core.submit_policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import make_session, queue_summary, start_session
 from desktop_app.qt.views.patient_panel import StaffSidePanel
@@ -37,9 +37,7 @@ from desktop_app.qt.widgets import STATE_COLOURS, app_icon
 
 logger = logging.getLogger(__name__)
 
-HOT_FOLDER_WAITING = "Waiting for the next photo from the camera"
 LOADING_MODEL = "Loading the quality model…"
-CHECKING_PHOTO = "Checking the photo…"
 NO_PICTURE = "No picture from the camera"  # the banner above the view says why
 WAITING_FOR_CAMERA = "Waiting for the camera…"
 # The staff window fits a 1280x720 screen less its task bar and window decorations.
@@ -87,7 +85,6 @@ class MainWindow(QMainWindow):
         self.settings_path = settings_path
         self.setWindowTitle(f"Skin Capture Assist {__version__}")
         self.setWindowIcon(app_icon())
-        self.outcome: CaptureOutcome | None = None
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
         self.import_error = ""  # hot folder: the last file that could not be read
@@ -229,8 +226,8 @@ class MainWindow(QMainWindow):
 
     def _capture_blocker(self) -> str:
         """Why a capture cannot be taken now ("" when it can)."""
-        if self.outcome is not None:
-            return "Submit or retake the current photo first."
+        if self.session.flow.showing_capture:
+            return SHOWING_BLOCKER
         ref = self._patient_ref()
         if isinstance(ref, PatientRefProblem):
             return ref.message
@@ -243,38 +240,24 @@ class MainWindow(QMainWindow):
         return problems[0] if problems else ""
 
     def _submit_blocker(self) -> str:
-        """Why Submit is off ("" when it is on)."""
-        outcome = self.outcome
-        if outcome is None:
-            if self.session.capture_busy:
-                return CHECKING_PHOTO
-            if self.session.is_hot_folder:
-                return f"{HOT_FOLDER_WAITING}."
-            return "Take a photo first (Space)."
-        if outcome.result is None:
-            reason = self.session.model_error or (
+        """Why Submit is off ("" when it is on): ``CaptureFlow.submit_blocker``."""
+        session = self.session
+        queue = session.queue
+        return session.flow.submit_blocker(
+            queue_configured=queue is not None,
+            queue_error=self.services.queue_error,
+            needs_patient_ref=queue.target.needs_patient_ref if queue is not None else False,
+            model_problem=session.model_error
+            or (
                 "the quality model was still loading"
-                if self.session.model_loading
+                if session.model_loading
                 else "no quality model"
-            )
-            return f"Submit is off: the photo was not quality-checked ({reason})."
-        if not outcome.judgement.accepted:
-            return f"Submit is off: the score is below the threshold. {outcome.judgement.message}."
-        if outcome.record is None:
-            return f"Submit is off: the photo could not be saved. {outcome.store_error}"
-        if is_practice_source(outcome.record.info.source):
-            return f"Submit is off. {PRACTICE_SOURCE_MESSAGE}"
-        if not outcome.record.info.patient_ref:
-            return (
-                "Submit is off: no valid patient ID was entered when this photo arrived. It is "
-                "kept in Review."
-            )
-        if self.session.queue is None:
-            return f"Submit is off: sending is not configured. {self.services.queue_error}"
-        return ""
+            ),
+            hot_folder=session.is_hot_folder,
+        )
 
     def _update_buttons(self) -> None:
-        showing = self.outcome is not None
+        showing = self.session.flow.showing_capture
         busy = self.session.capture_busy
         blocker = self._capture_blocker()
         hot = self.session.is_hot_folder
@@ -301,7 +284,7 @@ class MainWindow(QMainWindow):
         hot = self.session.is_hot_folder
         self.capture_button.setText(HOT_FOLDER_WAITING if hot else "Capture  [Space]")
         self._update_fps_visibility()
-        if hot and self.outcome is None and not self.session.capture_busy:
+        if hot and not self.session.flow.showing_capture and not self.session.capture_busy:
             self._show_waiting_for_photo()
 
     def _show_waiting_for_photo(self) -> None:
@@ -394,7 +377,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_capture_clicked(self) -> None:
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             return
         if self.session.is_hot_folder:
             self.statusBar().showMessage(
@@ -415,9 +398,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
         self.submit_reason.setText(message)
 
+    @property
+    def outcome(self) -> CaptureOutcome | None:
+        """The photo on screen (``CaptureFlow.outcome``)."""
+        return self.session.flow.outcome
+
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
-        self.outcome = outcome
         self.import_error = ""  # a photo arrived: an earlier unreadable file is history
         self.live.show_outcome(outcome)
         j = outcome.judgement
@@ -441,7 +428,7 @@ class MainWindow(QMainWindow):
         if self._submit_blocker() or self.outcome is None or self.outcome.record is None:
             return
         record = self.outcome.record
-        self.session.submit(record.id)
+        self.session.submit_shown()
         self.statusBar().showMessage(
             f"Photo for {record.info.patient_ref} queued for sending.", 8000
         )
@@ -450,12 +437,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_retake_clicked(self) -> None:
-        if self.outcome is None:
+        if not self.session.flow.showing_capture:
             return
         self._back_to_live()
 
     def _back_to_live(self) -> None:
-        self.outcome = None
         self.verdict_label.setText("")
         self.live.back_to_live()
         self.session.resume_live()
@@ -530,7 +516,7 @@ class MainWindow(QMainWindow):
 
     def _update_fps_visibility(self) -> None:
         """The frame rate means something only while the live picture is on screen."""
-        live = self.tabs.currentIndex() == 0 and self.outcome is None
+        live = self.tabs.currentIndex() == 0 and not self.session.flow.showing_capture
         self.fps_label.setVisible(live and not self.session.is_hot_folder)
 
     @Slot(object, object)
@@ -549,11 +535,11 @@ class MainWindow(QMainWindow):
         else:
             set_elided(self.source_label, "No picture: see the message above the view")
             self.source_label.setToolTip(message)
-            if self.outcome is None:
+            if not self.session.flow.showing_capture:
                 self.live.frame_view.clear_image(NO_PICTURE)
                 self._set_guidance(WAITING_FOR_CAMERA, False)
         hot = self.session.is_hot_folder
-        if ok and hot and self.outcome is None and not self.session.capture_busy:
+        if ok and hot and not self.session.flow.showing_capture and not self.session.capture_busy:
             self._show_waiting_for_photo()
         elif ok and self.live.guidance.text() == WAITING_FOR_CAMERA:
             # back: the next live result sets the guidance; until then say what is known
@@ -572,7 +558,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(message, 15_000)
             return
         self.import_error = message
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             self._back_to_live()
         else:
             self._show_waiting_for_photo()
@@ -589,11 +575,15 @@ class MainWindow(QMainWindow):
             self.model_label.setText("No quality model")
             self.model_label.setToolTip(message)
         no_picture = bool(self.session.source_message) and not self.session.source_ok
-        if self.outcome is None and no_picture:
+        if not self.session.flow.showing_capture and no_picture:
             self._set_guidance(WAITING_FOR_CAMERA, False)
-        elif ok and info is None and self.outcome is None:
+        elif ok and info is None and not self.session.flow.showing_capture:
             self._set_guidance(LOADING_MODEL, False)
-        if self.session.is_hot_folder and self.outcome is None and not self.session.capture_busy:
+        if (
+            self.session.is_hot_folder
+            and not self.session.flow.showing_capture
+            and not self.session.capture_busy
+        ):
             self._show_waiting_for_photo()
         self._update_buttons()
 
