@@ -8,7 +8,6 @@ is highlighted comes from ``core.kiosk_flow``."""
 from __future__ import annotations
 
 import logging
-import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeyEvent, QResizeEvent
@@ -38,6 +37,8 @@ from desktop_app.core.kiosk_flow import (
     STEP_UNCOVER,
     STEPS,
     IdleCountdown,
+    PinLockout,
+    default_pin_lockout_path,
     live_message,
     live_step,
     verdict_for,
@@ -48,8 +49,6 @@ from desktop_app.qt.session import make_session, start_session
 logger = logging.getLogger(__name__)
 
 TOUCH_HEIGHT = 96
-MAX_PIN_ATTEMPTS = 5
-PIN_LOCKOUT_S = 30.0
 THANKS_SECONDS = 8
 PIN_PAD_WIDTH = 560
 SITE_COLUMNS = 4
@@ -172,8 +171,7 @@ class KioskWindow(QWidget):
         self.settings = services.settings
         self.unlocked = False
         self.closed_cleanly: bool | None = None
-        self.failed_pin_attempts = 0
-        self.locked_until = 0.0
+        self.pin_lockout = PinLockout(path=default_pin_lockout_path())
         self.resets = 0
         self.body_site = ""
         self.countdown = IdleCountdown()
@@ -582,24 +580,21 @@ class KioskWindow(QWidget):
 
     @Slot()
     def _on_pin_ok(self) -> None:
-        now = time.monotonic()
-        if now < self.locked_until:
-            wait = round(self.locked_until - now)
+        lockout = self.pin_lockout
+        if lockout.locked:
+            wait = round(lockout.seconds_left())
             self.pin_pad.message.setText(f"Too many wrong PINs. Wait {wait} s.")
             self.pin_pad.entry.clear()
             return
         pin = self.pin_pad.entry.text()
         self.pin_pad.entry.clear()
         if self.settings.check_kiosk_pin(pin):
-            self.failed_pin_attempts = 0
+            lockout.record_success()
             self.unlocked = True
             self.close()
             return
-        self.failed_pin_attempts += 1
-        if self.failed_pin_attempts >= MAX_PIN_ATTEMPTS:
-            self.failed_pin_attempts = 0
-            self.locked_until = now + PIN_LOCKOUT_S
-            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {PIN_LOCKOUT_S:.0f} s.")
+        if lockout.record_failure():
+            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {lockout.lockout_s:.0f} s.")
         else:
             self.pin_pad.message.setText("Wrong PIN. Try again.")
 
