@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from desktop_app.core.image_io import IMAGE_SUFFIXES, ImageLoadError, load_rgb
+from desktop_app.core.image_io import IMAGE_SUFFIXES, ColourOrder, ImageLoadError, load_rgb
 
 if TYPE_CHECKING:
     from desktop_app.core.hotfolder import HotFolderWatcher
 
 logger = logging.getLogger(__name__)
 
-ColourOrder = Literal["RGB", "BGR"]
 SourceKind = Literal["camera", "replay", "hotfolder", "demo"]
 
 # Resolutions offered in Settings (width, height); None means "whatever the camera starts with".

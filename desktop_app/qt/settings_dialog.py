@@ -25,12 +25,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.credentials import secret_store_status, url_has_credentials
+from desktop_app.core.credentials import secret_store_status
 from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.frame_sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.inference import available_providers
-from desktop_app.core.settings import PASSWORD_IN_FILE, AppSettings, password_in_file
-from desktop_app.core.submission import CREDENTIALS_IN_URL_MESSAGE, make_target
+from desktop_app.core.settings import (
+    PASSWORD_IN_FILE,
+    AppSettings,
+    kiosk_pin_problem,
+    password_in_file,
+)
+from desktop_app.core.submission import make_target
 from desktop_app.qt.session import CaptureSession
 
 AUTO_CAMERA = "Automatic (first camera, else demo feed)"
@@ -327,14 +332,11 @@ class SettingsDialog(QDialog):
         if pin or self.pin_confirm.text():
             if pin != self.pin_confirm.text():
                 raise ValueError("The two PINs differ.")
-            if len(pin) < 4 or not pin.isdigit():
-                raise ValueError("The kiosk PIN must be at least 4 digits.")
+            if kiosk_pin_problem(pin):
+                raise ValueError(kiosk_pin_problem(pin))
         if self.target_combo.currentData() == "dicomweb":
             url = self.url_edit.text().strip()
-            if not url.startswith(("http://", "https://")):
-                raise ValueError("The DICOMweb address must start with http:// or https://")
-            if url_has_credentials(url):  # the message never repeats the address
-                raise ValueError(CREDENTIALS_IN_URL_MESSAGE)
+            # the address rules (http:// or https://, no login in it) are make_target's, below
             new.submission = {"kind": "dicomweb", "url": url}
             if self.user_edit.text().strip():
                 new.submission["username"] = self.user_edit.text().strip()
