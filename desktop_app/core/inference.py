@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from desktop_app.core.image_io import ColourOrder
+from desktop_app.core.image_io import ColourOrder as ColourOrder  # re-exported (core.capture)
 from desktop_app.core.model_meta import (
     METADATA_KEY,
     ModelContractError,

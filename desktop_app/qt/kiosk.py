@@ -8,6 +8,7 @@ is highlighted comes from ``core.kiosk_flow``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeyEvent, QResizeEvent
@@ -94,13 +95,13 @@ class _ActivityFilter(QObject):
         }
     )
 
-    def __init__(self, on_activity: object) -> None:
+    def __init__(self, on_activity: Callable[[], None]) -> None:
         super().__init__()
         self.on_activity = on_activity
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in self.EVENTS:
-            self.on_activity()  # type: ignore[operator]
+            self.on_activity()
         return False
 
 
