@@ -253,6 +253,27 @@ def _restore_secrets(settings: AppSettings) -> bool:
     return rewrite
 
 
+@dataclass(frozen=True)
+class SettingsChanges:
+    """Which parts of the running app a change of settings concerns."""
+
+    source: bool  # camera or resolution
+    model: bool  # model file, provider or memory mode
+    submission: bool  # the submission target
+    auto_capture: bool  # the staff window's auto-capture default
+
+    @classmethod
+    def between(cls, old: AppSettings, new: AppSettings) -> SettingsChanges:
+        return cls(
+            source=(new.camera, new.resolution) != (old.camera, old.resolution),
+            model=(new.model_path, new.provider, new.low_memory_inference)
+            != (old.model_path, old.provider, old.low_memory_inference),
+            submission=new.submission != old.submission,
+            auto_capture=(new.auto_capture_staff, new.auto_capture_hold_s)
+            != (old.auto_capture_staff, old.auto_capture_hold_s),
+        )
+
+
 def settings_path() -> Path:
     from platformdirs import user_config_dir
 

@@ -8,8 +8,8 @@ import logging
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -27,12 +27,19 @@ from desktop_app.core.capture_flow import CHECKING_PHOTO, HOT_FOLDER_WAITING, SH
 from desktop_app.core.dicom_content import validate_patient_fields
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
-from desktop_app.core.resources import resources_dir
-from desktop_app.core.settings import AppSettings, save_settings
+from desktop_app.core.settings import AppSettings, SettingsChanges, save_settings
 from desktop_app.core.submission import QueueStatus
 from desktop_app.qt.live_view import LiveCaptureView
 from desktop_app.qt.session import make_session, queue_summary, start_session
+from desktop_app.qt.views.about import about_html
+from desktop_app.qt.views.menus import add_staff_menus
 from desktop_app.qt.views.patient_panel import StaffSidePanel
+from desktop_app.qt.views.window_geometry import (
+    MIN_WINDOW_SIZE,
+    PREFERRED_WINDOW_SIZE,
+    fitted_window_size,
+    set_elided,
+)
 from desktop_app.qt.widgets import STATE_COLOURS, app_icon
 
 logger = logging.getLogger(__name__)
@@ -40,29 +47,6 @@ logger = logging.getLogger(__name__)
 LOADING_MODEL = "Loading the quality model…"
 NO_PICTURE = "No picture from the camera"  # the banner above the view says why
 WAITING_FOR_CAMERA = "Waiting for the camera…"
-# The staff window fits a 1280x720 screen less its task bar and window decorations.
-MIN_WINDOW_SIZE = QSize(960, 600)
-PREFERRED_WINDOW_SIZE = QSize(1400, 900)
-STATUS_LABEL_MAX_PX = 360
-
-
-FRAME_MARGIN = QSize(16, 40)  # window decorations: borders and the title bar
-
-
-def fitted_window_size(available: QSize) -> QSize:
-    """The opening size: the preferred size, shrunk to the screen's available area less the
-    window decorations (``FRAME_MARGIN``), never below the minimum."""
-    width = min(PREFERRED_WINDOW_SIZE.width(), available.width() - FRAME_MARGIN.width())
-    height = min(PREFERRED_WINDOW_SIZE.height(), available.height() - FRAME_MARGIN.height())
-    return QSize(max(MIN_WINDOW_SIZE.width(), width), max(MIN_WINDOW_SIZE.height(), height))
-
-
-def set_elided(label: QLabel, text: str, max_px: int = STATUS_LABEL_MAX_PX) -> None:
-    """Show ``text`` in a status-bar label cut to ``max_px`` with "…" (the whole text is the
-    tooltip), so that a long message never pushes the status bar wider than the window."""
-    shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, max_px)
-    label.setText(shown)
-    label.setToolTip(text if shown != text else "")
 
 
 # ---- the staff window -----------------------------------------------------------------------
@@ -151,22 +135,8 @@ class MainWindow(QMainWindow):
         for label in (self.source_label, self.model_label, self.fps_label):
             self.statusBar().addPermanentWidget(label)
 
-        menu = self.menuBar().addMenu("&File")
-        self.settings_action = QAction("&Settings…", self)
-        self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        menu.addAction(self.settings_action)
-        menu.addSeparator()
-        menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
-        self.about_action = QAction("&About Skin Capture Assist…", self)
+        self.settings_action, self.about_action = add_staff_menus(self)
         self.about_action.triggered.connect(self._on_about)
-        about_qt_action = QAction("About &Qt…", self)
-        about_qt_action.triggered.connect(QApplication.aboutQt)
-        help_menu.addAction(self.about_action)
-        help_menu.addAction(about_qt_action)
 
         self.setMinimumSize(MIN_WINDOW_SIZE)
         screen = self.screen()
@@ -485,25 +455,7 @@ class MainWindow(QMainWindow):
     # ---- help ------------------------------------------------------------------------------
     def about_text(self) -> str:
         """Help > About: app and model versions, and where the licences are."""
-        info = self.session.model_info
-        if info is not None:
-            model = f"{info.name} {info.version} ({info.precision}, threshold {info.threshold:.2f})"
-        elif self.session.model_loading:
-            model = "loading…"
-        else:
-            model = "none loaded"
-        card = resources_dir() / "models" / "default-model-card.md"
-        return (
-            f"<h3>Skin Capture Assist {__version__}</h3>"
-            f"<p>Quality model: {model}</p>"
-            "<p>Checks the technical quality of skin photos before they are sent for remote "
-            "assessment. It does not diagnose.</p>"
-            "<p><b>Licences</b>: Skin Capture Assist is proprietary software. It is built on "
-            "Qt for Python (PySide6, LGPL v3: see Help &gt; About Qt), ONNX Runtime (MIT), "
-            "OpenCV (Apache 2.0), NumPy (BSD) and platformdirs (MIT). The quality model's "
-            "training data and their licences are listed in its model card: "
-            f"{card}</p>"
-        )
+        return about_html(self.session.model_info, self.session.model_loading)
 
     @Slot()
     def _on_about(self) -> None:
@@ -617,38 +569,28 @@ class MainWindow(QMainWindow):
         old = self.settings
         if new_pin:
             new.set_kiosk_pin(new_pin)
-        source_changed = (new.camera, new.resolution) != (old.camera, old.resolution)
-        model_changed = (new.model_path, new.provider, new.low_memory_inference) != (
-            old.model_path,
-            old.provider,
-            old.low_memory_inference,
-        )
-        submission_changed = new.submission != old.submission
-        auto_changed = (new.auto_capture_staff, new.auto_capture_hold_s) != (
-            old.auto_capture_staff,
-            old.auto_capture_hold_s,
-        )
+        changed = SettingsChanges.between(old, new)
         self.settings = new
         self.services.settings = new
         self.gallery.settings = new
         self._save_settings()
-        if source_changed:
+        if changed.source:
             source, note = choose_source(new.camera or None, new)
             self.import_error = ""
             self.session.set_source(source)
             self._apply_source_mode()
             if note:
                 self.statusBar().showMessage(note, 10_000)
-        if model_changed:
+        if changed.model:
             self.session.load_model(
                 resolve_model_path(None, new), new.provider, new.low_memory_inference
             )
-        if submission_changed and self.services.store is not None:
+        if changed.submission and self.services.store is not None:
             queue = self.services.replace_queue(new)
             if queue is None:
                 self.queue_label.setText(f"Sending is not configured: {self.services.queue_error}")
             self.session.set_queue(queue, new.submission_interval_s)
-        if auto_changed:  # a new default replaces this session's choice
+        if changed.auto_capture:  # a new default replaces this session's choice
             self.auto_capture_check.setChecked(new.auto_capture_staff)
             self.hold_spin.setValue(new.auto_capture_hold_s)
         self._update_buttons()
