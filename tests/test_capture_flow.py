@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -153,11 +151,3 @@ def test_submit_blocker_ends_with_the_submit_policy(store: CaptureStore) -> None
     flow.capture_requested()
     flow.verdict_arrived(outcome)
     assert "only photos that passed" in flow.submit_blocker(queue_configured=True)
-
-
-def test_the_flows_need_no_qt() -> None:
-    code = (
-        "import sys, desktop_app.core.capture_flow, desktop_app.core.kiosk_flow; "
-        "assert not [m for m in sys.modules if m.startswith('PySide6')]"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
