@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             gui_bench = run_gui_bench
         return run_bench_cli(args, gui_bench)
-    from desktop_app.qt.main_window import run_app
+    from desktop_app.app.run import run_app
 
     return run_app(args)
 

@@ -21,14 +21,16 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop_app.app.services import AppServices, build_services
 from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.gating import GateState
 from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
 from desktop_app.core.sources import FrameSource
+from desktop_app.qt.compat import ensure_display
 from desktop_app.qt.live_view import PRACTICE_BANNER
-from desktop_app.qt.main_window import AppServices, MainWindow, build_services, ensure_display
+from desktop_app.qt.main_window import MainWindow
 
 WAIT_MS = 15_000
 
@@ -416,7 +418,7 @@ def test_kiosk_leaving_needs_the_staff_pin(
     kiosk.pin_pad.entry.setText(DEFAULT_KIOSK_PIN)
     kiosk._on_pin_ok()  # even the right PIN waits out the lockout
     assert kiosk.isVisible() and not kiosk.unlocked
-    kiosk.locked_until = 0.0
+    kiosk.pin_lockout.clear()  # the core object, as after the wait
     for digit in DEFAULT_KIOSK_PIN:
         qtbot.mouseClick(kiosk.pin_pad.digit_buttons[digit], Qt.MouseButton.LeftButton)
     qtbot.mouseClick(kiosk.pin_pad.ok_button, Qt.MouseButton.LeftButton)

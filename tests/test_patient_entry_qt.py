@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from desktop_app.app.services import build_services
 from desktop_app.core.settings import AppSettings
-from desktop_app.qt.main_window import MainWindow, build_services
+from desktop_app.qt.main_window import MainWindow
 
 
 @pytest.fixture

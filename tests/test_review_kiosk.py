@@ -387,7 +387,7 @@ def test_kiosk_rejection_points_at_its_step_in_plain_words(
 def test_kiosk_pin_pad_keeps_its_width_after_a_wrong_pin(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
-    from desktop_app.qt.kiosk import MAX_PIN_ATTEMPTS
+    from desktop_app.core.kiosk_flow import MAX_PIN_ATTEMPTS
 
     kiosk = _still_camera_kiosk(tmp_path, test_model_path, sharp_folder, open_window)
     kiosk._on_staff()

@@ -165,3 +165,11 @@ def test_config_folder_and_file_are_private(isolated_app_dirs: Path) -> None:
     path = save_settings(_with_password(password_in_file="true"))
     assert (path.stat().st_mode & 0o777) == 0o600
     assert (folder.stat().st_mode & 0o777) == 0o700
+
+
+def test_kiosk_pin_rule_is_one_function() -> None:
+    from desktop_app.core.settings import MIN_PIN_LENGTH, kiosk_pin_problem
+
+    assert kiosk_pin_problem("2580") == "" and kiosk_pin_problem("12345678") == ""
+    for bad in ("", "123", "12a4", "12 34"):
+        assert str(MIN_PIN_LENGTH) in kiosk_pin_problem(bad)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
+from desktop_app.app.services import AppServices, build_services
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.settings import AppSettings, load_settings
 from desktop_app.core.sources import FrameSource
@@ -26,9 +27,7 @@ from desktop_app.qt.main_window import (
     HOT_FOLDER_WAITING,
     LOADING_MODEL,
     MIN_WINDOW_SIZE,
-    AppServices,
     MainWindow,
-    build_services,
     fitted_window_size,
 )
 

@@ -180,8 +180,8 @@ def test_only_real_damage_counts_as_corruption() -> None:
 def test_the_app_shows_the_in_use_message_instead_of_failing(
     locked_by_another_program: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from desktop_app.app.services import build_services
     from desktop_app.core.settings import AppSettings
-    from desktop_app.qt.main_window import build_services
 
     monkeypatch.setattr(CaptureStore, "busy_timeout_s", 0.05)
     services = build_services(

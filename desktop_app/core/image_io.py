@@ -7,12 +7,16 @@ import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
+# The channel order of a frame in memory (cameras give BGR, files and the model RGB); the one
+# definition, used by the frame sources and the quality engine.
+ColourOrder = Literal["RGB", "BGR"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 120_000_000  # a 100 MP camera still fits; larger is treated as a decompression bomb
 

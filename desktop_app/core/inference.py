@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from desktop_app.core.image_io import ColourOrder as ColourOrder  # re-exported (core.capture)
 from desktop_app.core.model_meta import (
     METADATA_KEY,
     ModelContractError,
@@ -27,7 +28,6 @@ from desktop_app.core.tiling import (
 logger = logging.getLogger(__name__)
 
 GridName = Literal["live", "capture"]
-ColourOrder = Literal["RGB", "BGR"]
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,25 @@
 """What the patient kiosk says and highlights (no Qt): the steps, the step each quality problem
 concerns, plain-language messages without numbers or camera jargon, the body sites a patient
-chooses from, and the warning countdown before an idle screen is cleared.
+chooses from, the warning countdown before an idle screen is cleared, and the lockout after
+wrong staff PINs (kept in a small JSON file next to the settings, so that restarting the app does
+not give another round of guesses).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from desktop_app.core.gating import GateState, GateView, top_reason
-from desktop_app.core.settings import BODY_SITES
+from desktop_app.core.settings import BODY_SITES, settings_path
+
+logger = logging.getLogger(__name__)
 
 # The steps on the capture screen, in order (index = step number - 1).
 STEP_UNCOVER = 0
@@ -165,3 +174,96 @@ class IdleCountdown:
     @property
     def text(self) -> str:
         return idle_warning_text(self.left)
+
+
+MAX_PIN_ATTEMPTS = 5
+PIN_LOCKOUT_S = 30.0
+PIN_LOCKOUT_FILE = "kiosk-pin-lockout.json"
+
+
+def default_pin_lockout_path() -> Path:
+    """``kiosk-pin-lockout.json`` in the app's config folder (next to ``settings.json``)."""
+    return settings_path().parent / PIN_LOCKOUT_FILE
+
+
+class PinLockout:
+    """Wrong staff PINs: after ``max_attempts`` in a row, every PIN (even the right one) is
+    refused for ``lockout_s`` seconds.
+
+    ``clock`` is wall-clock seconds (``time.time``), so that the state means the same after a
+    restart; a lockout never lasts longer than ``lockout_s`` from now (a clock set back does not
+    lock the kiosk for hours). With a ``path`` the count and the end of the lockout are saved
+    there after every change and read back at start; a missing or damaged file means no lockout
+    (it cannot stop the kiosk from starting), a file that cannot be written is logged.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int = MAX_PIN_ATTEMPTS,
+        lockout_s: float = PIN_LOCKOUT_S,
+        clock: Callable[[], float] = time.time,
+        path: Path | None = None,
+    ) -> None:
+        self.max_attempts = max(1, int(max_attempts))
+        self.lockout_s = float(lockout_s)
+        self.clock = clock
+        self.path = path
+        self.failed_attempts = 0
+        self.locked_until = 0.0
+        self._load()
+
+    def seconds_left(self) -> float:
+        """How long PINs are still refused (0 when they are not)."""
+        left = self.locked_until - self.clock()
+        return min(max(0.0, left), self.lockout_s)
+
+    @property
+    def locked(self) -> bool:
+        return self.seconds_left() > 0
+
+    def record_failure(self) -> bool:
+        """A wrong PIN; True when it starts the lockout."""
+        self.failed_attempts += 1
+        started = self.failed_attempts >= self.max_attempts
+        if started:
+            self.failed_attempts = 0
+            self.locked_until = self.clock() + self.lockout_s
+        self._save()
+        return started
+
+    def record_success(self) -> None:
+        self.failed_attempts = 0
+        self.locked_until = 0.0
+        self._save()
+
+    def clear(self) -> None:
+        """Forget wrong PINs and any lockout (as after the right PIN)."""
+        self.record_success()
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            failed = int(raw.get("failed_attempts", 0))
+            until = float(raw.get("locked_until", 0.0))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            logger.warning("ignoring the kiosk PIN lockout file %s: %s", self.path, exc)
+            return
+        if math.isfinite(until):
+            self.failed_attempts = max(0, failed)
+            self.locked_until = until
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {"failed_attempts": self.failed_attempts, "locked_until": self.locked_until}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            logger.warning("could not save the kiosk PIN lockout to %s: %s", self.path, exc)

@@ -64,6 +64,16 @@ BODY_SITES: tuple[str, ...] = (
 )
 
 
+MIN_PIN_LENGTH = 4
+
+
+def kiosk_pin_problem(pin: str) -> str:
+    """Why ``pin`` cannot be the kiosk PIN ("" when it can): the one rule, used by Settings."""
+    if len(pin) < MIN_PIN_LENGTH or not pin.isdigit():
+        return f"The kiosk PIN must be at least {MIN_PIN_LENGTH} digits."
+    return ""
+
+
 def hash_pin(pin: str, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
     """``pbkdf2_sha256$<iterations>$<salt hex>$<digest hex>`` for a PIN (never stored in clear)."""
     salt = salt if salt is not None else secrets.token_bytes(16)
@@ -130,8 +140,9 @@ class AppSettings:
         return verify_pin(pin, self.kiosk_pin_hash)
 
     def set_kiosk_pin(self, pin: str) -> None:
-        if len(pin) < 4 or not pin.isdigit():
-            raise ValueError("The kiosk PIN must be at least 4 digits.")
+        problem = kiosk_pin_problem(pin)
+        if problem:
+            raise ValueError(problem)
         self.kiosk_pin_hash = hash_pin(pin)
 
     def to_json(self) -> str:
@@ -240,6 +251,27 @@ def _restore_secrets(settings: AppSettings) -> bool:
         if stored is not None:
             sub["password"] = stored
     return rewrite
+
+
+@dataclass(frozen=True)
+class SettingsChanges:
+    """Which parts of the running app a change of settings concerns."""
+
+    source: bool  # camera or resolution
+    model: bool  # model file, provider or memory mode
+    submission: bool  # the submission target
+    auto_capture: bool  # the staff window's auto-capture default
+
+    @classmethod
+    def between(cls, old: AppSettings, new: AppSettings) -> SettingsChanges:
+        return cls(
+            source=(new.camera, new.resolution) != (old.camera, old.resolution),
+            model=(new.model_path, new.provider, new.low_memory_inference)
+            != (old.model_path, old.provider, old.low_memory_inference),
+            submission=new.submission != old.submission,
+            auto_capture=(new.auto_capture_staff, new.auto_capture_hold_s)
+            != (old.auto_capture_staff, old.auto_capture_hold_s),
+        )
 
 
 def settings_path() -> Path:

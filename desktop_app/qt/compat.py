@@ -45,3 +45,19 @@ def pyside_refcount_problem() -> str:
         "minutes. Install a working version: pip install 'PySide6-Essentials>=6.6,<6.12' "
         "(or use Python 3.12 or newer)."
     )
+
+
+def ensure_display() -> None:
+    """On a Linux box without a display, fall back to the offscreen platform (with a warning)
+    instead of letting Qt abort."""
+    import logging
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        logging.getLogger(__name__).warning(
+            "No display found (DISPLAY and WAYLAND_DISPLAY are unset): running with "
+            "QT_QPA_PLATFORM=offscreen, so no window will be visible."
+        )
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"

@@ -1,24 +1,23 @@
 """Review gallery for clinicians: captures as thumbnails labelled with patient ID, body site, score
 and reasons, a large viewer with the heat overlay, and the review actions (accept anyway with a
 reason from a fixed list, complete the patient ID and body site of an accepted photo and send it,
-confirm reject, delete, export). The rules are in ``core.review`` and ``core.submission.policy``."""
+confirm reject, delete, export). The rules are in ``core.review`` and ``core.submission.policy``.
+
+Over 600 lines on purpose: one widget whose review actions share the selected record, the typed
+reviewer and the queue state; the parts without that state are in ``qt.views.review_parts``."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -49,11 +48,17 @@ from desktop_app.core.settings import BODY_SITES, AppSettings
 from desktop_app.core.store import CaptureRecord, CaptureStore, StorageError, utc_now
 from desktop_app.core.submission import QueueStatus
 from desktop_app.qt.session import CaptureSession
+from desktop_app.qt.views.review_parts import (
+    THUMB_SIZE,
+    ImageViewer,
+    describe,
+    details_html,
+    load_thumbnail,
+)
 from desktop_app.qt.widgets import FrameView, HeatMap
 
 logger = logging.getLogger(__name__)
 
-THUMB_SIZE = 160
 REASON_PROMPT = "Why is the photo usable? (required)"
 SITE_PROMPT = "Choose the body site…"
 NO_DIALOGS_ENV = "SKIN_CAPTURE_NO_DIALOGS"
@@ -65,73 +70,6 @@ FILTERS: dict[str, tuple[str, ...] | None] = {
     "Sent / queued": ("queued", "submitted", "failed"),
     "All": None,
 }
-STATE_WORDS = {
-    "captured": "recovered, not checked",
-    "accepted": "accepted, not sent",
-    "rejected": "rejected",
-    "overridden": "accepted by reviewer, not sent",
-    "queued": "waiting to send",
-    "submitted": "sent",
-    "failed": "sending failed",
-}
-
-
-def load_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
-    """A small uint8 RGB thumbnail; JPEGs are decoded at reduced size (fast)."""
-    with Image.open(path) as img:
-        img.draft("RGB", (size * 2, size * 2))
-        rgb = img.convert("RGB")
-    rgb.thumbnail((size, size))
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
-
-
-def local_time(iso_utc: str | None, with_date: bool = True) -> str:
-    """An ISO UTC timestamp as local wall-clock time ("2026-11-27 15:06" or "15:06")."""
-    if not iso_utc:
-        return "-"
-    try:
-        when = datetime.fromisoformat(iso_utc).astimezone()
-    except ValueError:
-        return iso_utc
-    return when.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M")
-
-
-def describe(record: CaptureRecord) -> str:
-    """Short caption: patient ID and body site, score and top reasons, time and state."""
-    info = record.info
-    who = f"{info.patient_ref or 'No patient ID'} · {info.body_site or 'no body site'}"
-    score = "not checked" if math.isnan(info.score) else f"{info.score:.2f}"
-    reasons = [n for n, p in sorted(info.reasons.items(), key=lambda kv: -kv[1]) if p >= 0.5]
-    when = local_time(record.created_utc, with_date=False)
-    return (
-        f"{who}\n{score} · {', '.join(reasons) or 'no reason'}\n"
-        f"{when} · {STATE_WORDS[record.state]}"
-    )
-
-
-class ImageViewer(QDialog):
-    """Full-size viewer of one capture with the overlay toggle."""
-
-    def __init__(self, rgb: np.ndarray, heat: HeatMap | None, title: str, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.view = FrameView()
-        self.view.set_image(rgb)
-        self.view.set_heat(heat)
-        self.overlay_check = QCheckBox("Quality heat map")
-        self.overlay_check.setChecked(heat is not None)
-        self.overlay_check.setEnabled(heat is not None)
-        self.overlay_check.toggled.connect(self.view.set_overlay_visible)
-        self.view.set_overlay_visible(heat is not None)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.overlay_check)
-        h, w = rgb.shape[:2]
-        screen = parent.screen().availableGeometry() if parent.screen() else None
-        max_w = int(screen.width() * 0.9) if screen else 1600
-        max_h = int(screen.height() * 0.9) if screen else 1000
-        scale = min(1.0, max_w / w, (max_h - 60) / h)
-        self.resize(max(400, int(w * scale)), max(300, int(h * scale) + 60))
 
 
 class GalleryWidget(QWidget):
@@ -156,7 +94,26 @@ class GalleryWidget(QWidget):
         self.viewer: ImageViewer | None = None
         self.opened_utc = utc_now()  # "this session" for the warning when quitting
         self._queue_counts: tuple[int, int, int] | None = None
+        top = self._build_top()
+        self._build_list()
+        detail_widget = self._build_detail()
 
+        splitter = QSplitter()
+        splitter.addWidget(self.list)
+        splitter.addWidget(detail_widget)
+        splitter.setSizes([520, 700])
+        layout = QVBoxLayout(self)
+        self.unavailable = QLabel("")
+        self.unavailable.setWordWrap(True)
+        self.unavailable.hide()
+        layout.addWidget(self.unavailable)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        self._connect(session)
+        self._update_actions()
+
+    def _build_top(self) -> QHBoxLayout:
+        """The filter, the reviewer's name, Refresh and Export."""
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(FILTERS))
         # Never pre-filled (e.g. with the OS login): whoever reviews types their name; it stays
@@ -174,7 +131,9 @@ class GalleryWidget(QWidget):
         top.addStretch(1)
         top.addWidget(self.refresh_button)
         top.addWidget(self.export_button)
+        return top
 
+    def _build_list(self) -> None:
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
@@ -183,6 +142,8 @@ class GalleryWidget(QWidget):
         self.list.setMovement(QListWidget.Movement.Static)
         self.list.setWordWrap(True)
 
+    def _build_detail(self) -> QWidget:
+        """The photo with its overlay, its details, the patient fields and the actions."""
         self.view = FrameView()
         self.view.clear_image("Select a capture")
         self.overlay_check = QCheckBox("Quality heat map")
@@ -231,19 +192,9 @@ class GalleryWidget(QWidget):
         detail.addWidget(self.action_message)
         detail_widget = QWidget()
         detail_widget.setLayout(detail)
+        return detail_widget
 
-        splitter = QSplitter()
-        splitter.addWidget(self.list)
-        splitter.addWidget(detail_widget)
-        splitter.setSizes([520, 700])
-        layout = QVBoxLayout(self)
-        self.unavailable = QLabel("")
-        self.unavailable.setWordWrap(True)
-        self.unavailable.hide()
-        layout.addWidget(self.unavailable)
-        layout.addLayout(top)
-        layout.addWidget(splitter, 1)
-
+    def _connect(self, session: CaptureSession) -> None:
         self._thumb_timer = QTimer(self)
         self._thumb_timer.setInterval(0)
         self._thumb_timer.timeout.connect(self._on_load_next_thumbnail)
@@ -265,7 +216,6 @@ class GalleryWidget(QWidget):
         session.sig_image_scored.connect(self._on_image_scored)
         session.sig_image_loaded.connect(self._on_image_loaded)
         session.sig_queue_status.connect(self._on_queue_status)
-        self._update_actions()
 
     def set_unavailable(self, message: str) -> None:
         self.unavailable.setText(f"Review is unavailable: {message}")
@@ -399,37 +349,8 @@ class GalleryWidget(QWidget):
         wants_heat = self.overlay_check.isChecked() and record.id not in self._heat_cache
         self._load_request += 1
         self.session.load_image(record.id, self._load_request, wants_heat)
-        self.details.setText(self._details_text(record))
+        self.details.setText(details_html(record))
         self._update_actions()
-
-    def _details_text(self, record: CaptureRecord) -> str:
-        info = record.info
-        score = "not checked" if math.isnan(info.score) else f"{info.score:.2f}"
-        threshold = "-" if math.isnan(info.threshold) else f"{info.threshold:.2f}"
-        reasons = ", ".join(
-            f"{guidance_for(n)} ({p:.0%})"
-            for n, p in sorted(info.reasons.items(), key=lambda kv: -kv[1])
-            if p >= 0.5
-        )
-        lines = [
-            f"<b>{STATE_WORDS[record.state].capitalize()}</b> · score {score} "
-            f"(threshold {threshold}) · model {info.model_version or '-'}",
-            f"Reasons: {reasons or 'none above 50%'}",
-            f"Patient {info.patient_ref or '-'} · {info.body_site or '-'} · {info.mode} · "
-            f"taken by {info.operator or '-'} · {local_time(record.created_utc)}",
-        ]
-        if info.note:
-            lines.append(f"Note: {info.note}")
-        if record.reviewer:
-            lines.append(
-                f"Reviewed by {record.reviewer} at {local_time(record.reviewed_utc)}: "
-                f"{record.review_action} - {record.review_reason or ''}"
-            )
-        if record.last_error:
-            lines.append(f"Sending problem: {record.last_error}")
-        if record.problem:
-            lines.append(f"Problem: {record.problem}")
-        return "<br>".join(lines)
 
     @Slot(str, int, object, str)
     def _on_image_loaded(

@@ -147,10 +147,11 @@ def _spin_until(predicate: Any, timeout_s: float) -> bool:
 def _open_window(
     model_path: Path, store_root: Path, schedule: tuple[tuple[str, float], ...] | None = None
 ) -> Any:
+    from desktop_app.app.services import AppServices
     from desktop_app.core.settings import AppSettings
     from desktop_app.core.sources import DemoSource
     from desktop_app.core.store import CaptureStore
-    from desktop_app.qt.main_window import AppServices, MainWindow
+    from desktop_app.qt.main_window import MainWindow
 
     settings = AppSettings(operator="bench", submission={"kind": "outbox"})
     store = CaptureStore(store_root)
@@ -172,8 +173,7 @@ def _open_window(
 
 def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str, Any]:
     """Measure the GUI with ``model_path``; returns numbers only (see the module docstring)."""
-    from desktop_app.qt.compat import pyside_refcount_problem
-    from desktop_app.qt.main_window import ensure_display
+    from desktop_app.qt.compat import ensure_display, pyside_refcount_problem
 
     problem = pyside_refcount_problem()
     if problem:
@@ -344,7 +344,7 @@ def _cold_start_child(model_path: Path) -> int:
     """A fresh app process: time to the first frame, then its memory in use after a few seconds
     of live scoring and one capture (the steady state of a session)."""
     launched = float(os.environ.get("SKIN_CAPTURE_BENCH_LAUNCHED", time.time()))
-    from desktop_app.qt.main_window import ensure_display
+    from desktop_app.qt.compat import ensure_display
 
     ensure_display()
     from PySide6.QtWidgets import QApplication

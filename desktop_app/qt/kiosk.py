@@ -8,10 +8,9 @@ is highlighted comes from ``core.kiosk_flow``."""
 from __future__ import annotations
 
 import logging
-import time
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeyEvent, QResizeEvent
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -26,7 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.app.services import AppServices
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.capture_flow import IDLE_BLOCKER
 from desktop_app.core.gating import GateView
 from desktop_app.core.kiosk_flow import (
     BODY_SITE_HINT,
@@ -36,20 +37,19 @@ from desktop_app.core.kiosk_flow import (
     STEP_UNCOVER,
     STEPS,
     IdleCountdown,
+    PinLockout,
+    default_pin_lockout_path,
     live_message,
     live_step,
     verdict_for,
 )
 from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.main_window import AppServices, make_session, start_session
+from desktop_app.qt.session import make_session, start_session
+from desktop_app.qt.views.pin_pad import TOUCH_HEIGHT, ActivityFilter, PinPad
 
 logger = logging.getLogger(__name__)
 
-TOUCH_HEIGHT = 96
-MAX_PIN_ATTEMPTS = 5
-PIN_LOCKOUT_S = 30.0
 THANKS_SECONDS = 8
-PIN_PAD_WIDTH = 560
 SITE_COLUMNS = 4
 STYLE = """
 QWidget#kiosk { background: #f5f7fa; }
@@ -81,83 +81,6 @@ THANKS_NEEDS_STAFF = (
 )
 
 
-class _ActivityFilter(QObject):
-    """Restarts the idle timer on any touch, click or key anywhere in the app."""
-
-    EVENTS = frozenset(
-        {
-            QEvent.Type.MouseButtonPress,
-            QEvent.Type.TouchBegin,
-            QEvent.Type.KeyPress,
-            QEvent.Type.Wheel,
-        }
-    )
-
-    def __init__(self, on_activity: object) -> None:
-        super().__init__()
-        self.on_activity = on_activity
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() in self.EVENTS:
-            self.on_activity()  # type: ignore[operator]
-        return False
-
-
-class PinPad(QWidget):
-    """Large numeric keypad for the staff PIN."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entry = QLineEdit()
-        self.entry.setEchoMode(QLineEdit.EchoMode.Password)
-        self.entry.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.entry.setMaxLength(12)
-        self.message = QLabel("Staff PIN to leave the kiosk")
-        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        # one line of fixed height: the keys never move when the message changes
-        font = QFont(self.message.font())
-        font.setPixelSize(26)
-        font.setBold(True)
-        self.message.setFixedHeight(QFontMetrics(font).height() + 16)
-        self.message.setStyleSheet("font-size: 26px; font-weight: bold;")
-        self.ok_button = QPushButton("OK")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setObjectName("secondary")
-        grid = QGridLayout()
-        self.digit_buttons: dict[str, QPushButton] = {}
-        for i, digit in enumerate("123456789"):
-            self._add_digit(grid, digit, i // 3, i % 3)
-        clear = QPushButton("⌫")
-        clear.setObjectName("secondary")
-        clear.setMinimumSize(110, TOUCH_HEIGHT)
-        clear.clicked.connect(self.entry.backspace)
-        grid.addWidget(clear, 3, 0)
-        self._add_digit(grid, "0", 3, 1)
-        self.ok_button.setMinimumSize(110, TOUCH_HEIGHT)
-        grid.addWidget(self.ok_button, 3, 2)
-        column = QVBoxLayout()
-        column.addWidget(self.message)
-        column.addWidget(self.entry)
-        column.addLayout(grid)
-        self.cancel_button.setMinimumHeight(TOUCH_HEIGHT)
-        column.addWidget(self.cancel_button)
-        pad = QWidget()
-        pad.setLayout(column)
-        pad.setFixedWidth(PIN_PAD_WIDTH)  # the keys stay put whatever the message says
-        self.pad = pad
-        layout = QVBoxLayout(self)
-        layout.addStretch(1)
-        layout.addWidget(pad, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout.addStretch(1)
-
-    def _add_digit(self, grid: QGridLayout, digit: str, row: int, col: int) -> None:
-        button = QPushButton(digit)
-        button.setMinimumSize(110, TOUCH_HEIGHT)
-        button.clicked.connect(lambda: self.entry.insert(digit))
-        self.digit_buttons[digit] = button
-        grid.addWidget(button, row, col)
-
-
 class KioskWindow(QWidget):
     """Pages: welcome -> capture (live, then the photo's verdict) -> thanks; plus the PIN pad."""
 
@@ -168,11 +91,9 @@ class KioskWindow(QWidget):
         self.setWindowTitle("Skin photo")
         self.services = services
         self.settings = services.settings
-        self.outcome: CaptureOutcome | None = None
         self.unlocked = False
         self.closed_cleanly: bool | None = None
-        self.failed_pin_attempts = 0
-        self.locked_until = 0.0
+        self.pin_lockout = PinLockout(path=default_pin_lockout_path())
         self.resets = 0
         self.body_site = ""
         self.countdown = IdleCountdown()
@@ -212,7 +133,7 @@ class KioskWindow(QWidget):
         self.countdown_timer = QTimer(self)
         self.countdown_timer.setInterval(1000)
         self.countdown_timer.timeout.connect(self._on_countdown_tick)
-        self._activity = _ActivityFilter(self._on_activity)
+        self._activity = ActivityFilter(self._on_activity)
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self._activity)
@@ -417,9 +338,14 @@ class KioskWindow(QWidget):
     def _capture_context(self) -> CaptureContext:
         return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), self.body_site, "")
 
+    @property
+    def outcome(self) -> CaptureOutcome | None:
+        """The photo on screen (``CaptureFlow.outcome``)."""
+        return self.session.flow.outcome
+
     def _capture_blocker(self) -> str:
-        if self.pages.currentWidget() is not self.capture_page or self.outcome is not None:
-            return "Not on the capture screen."
+        if self.pages.currentWidget() is not self.capture_page or self.session.flow.showing_capture:
+            return IDLE_BLOCKER
         return ""
 
     @Slot()
@@ -443,7 +369,7 @@ class KioskWindow(QWidget):
 
     @Slot(object, object)
     def _on_live(self, view: GateView, live: object) -> None:
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             return
         self.progress.setValue(round(view.auto_capture_progress * 100))
         self.patient_message.setText(live_message(view))
@@ -464,7 +390,6 @@ class KioskWindow(QWidget):
             # a late result after an idle reset: it is stored; nothing is shown
             self.session.pause_live()
             return
-        self.outcome = outcome
         self.live.show_outcome(outcome)
         self.take_button.hide()
         self.progress.hide()
@@ -487,20 +412,19 @@ class KioskWindow(QWidget):
             return
         # The photo is stored already; the queue sends it later, so say "queued", never "sent".
         blocker = self.session.send_blocker(outcome.record)
-        if blocker or not self.session.submit(outcome.record.id):
+        if blocker:
+            self.session.pause_live()  # not sent: the photo stays in Review for the staff
+        if blocker or not self.session.submit_shown():
             logger.warning("kiosk photo %s kept for staff: %s", outcome.record.id, blocker)
             self.thanks_label.setText(THANKS_NEEDS_STAFF)
         else:
             self.thanks_label.setText(THANKS_QUEUED)
-        self.outcome = None
-        self.session.pause_live()
         self.live.clear_for_next_patient()
         self.pages.setCurrentWidget(self.thanks_page)
         self.thanks_timer.start()
 
     @Slot()
     def _on_try_again(self) -> None:
-        self.outcome = None
         self.live.back_to_live()
         self.session.resume_live()
         self._show_live_controls()
@@ -554,7 +478,6 @@ class KioskWindow(QWidget):
         """Forget everything about the current patient on screen and show the welcome page."""
         self.thanks_timer.stop()
         self._stop_countdown()
-        self.outcome = None
         self.body_site = ""
         self.site_label.setText("")
         self.code_edit.clear()
@@ -579,24 +502,21 @@ class KioskWindow(QWidget):
 
     @Slot()
     def _on_pin_ok(self) -> None:
-        now = time.monotonic()
-        if now < self.locked_until:
-            wait = round(self.locked_until - now)
+        lockout = self.pin_lockout
+        if lockout.locked:
+            wait = round(lockout.seconds_left())
             self.pin_pad.message.setText(f"Too many wrong PINs. Wait {wait} s.")
             self.pin_pad.entry.clear()
             return
         pin = self.pin_pad.entry.text()
         self.pin_pad.entry.clear()
         if self.settings.check_kiosk_pin(pin):
-            self.failed_pin_attempts = 0
+            lockout.record_success()
             self.unlocked = True
             self.close()
             return
-        self.failed_pin_attempts += 1
-        if self.failed_pin_attempts >= MAX_PIN_ATTEMPTS:
-            self.failed_pin_attempts = 0
-            self.locked_until = now + PIN_LOCKOUT_S
-            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {PIN_LOCKOUT_S:.0f} s.")
+        if lockout.record_failure():
+            self.pin_pad.message.setText(f"Too many wrong PINs. Wait {lockout.lockout_s:.0f} s.")
         else:
             self.pin_pad.message.setText("Wrong PIN. Try again.")
 

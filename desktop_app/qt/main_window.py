@@ -1,214 +1,52 @@
-"""The staff window (capture + review gallery) and ``run_app``, the GUI entry point."""
+"""The staff window: capture with patient details, gated Submit, the review gallery, settings.
+
+It is given its services (``desktop_app.app.services``); ``desktop_app.app.run`` starts it."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
-import signal
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QMessageBox,
-    QPlainTextEdit,
-    QPushButton,
-    QScrollArea,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from desktop_app import __version__
+from desktop_app.app.services import AppServices, choose_source, resolve_model_path
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.capture_flow import CHECKING_PHOTO, HOT_FOLDER_WAITING, SHOWING_BLOCKER
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
-from desktop_app.core.inference import resolve_model_path as resolve_core_model_path
-from desktop_app.core.instance_lock import AnotherInstanceError, acquire_data_home_lock
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
-from desktop_app.core.resources import app_icon_path, resources_dir
-from desktop_app.core.settings import BODY_SITES, AppSettings, load_settings, save_settings
-from desktop_app.core.sources import (
-    DemoSource,
-    FrameSource,
-    FrameSourceError,
-    list_cameras,
-    source_from_spec,
-)
-from desktop_app.core.store import CaptureStore, StorageError, default_store_root
-from desktop_app.core.submission import QueueStatus, SubmissionQueue, make_target
+from desktop_app.core.settings import AppSettings, SettingsChanges, save_settings
+from desktop_app.core.submission import QueueStatus
 from desktop_app.core.submission.dicom import validate_patient_fields
-from desktop_app.core.submission.policy import PRACTICE_SOURCE_MESSAGE, is_practice_source
 from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.session import CaptureSession, queue_summary
-from desktop_app.qt.widgets import STATE_COLOURS
+from desktop_app.qt.session import make_session, queue_summary, start_session
+from desktop_app.qt.views.about import about_html
+from desktop_app.qt.views.menus import add_staff_menus
+from desktop_app.qt.views.patient_panel import StaffSidePanel
+from desktop_app.qt.views.window_geometry import (
+    MIN_WINDOW_SIZE,
+    PREFERRED_WINDOW_SIZE,
+    fitted_window_size,
+    set_elided,
+)
+from desktop_app.qt.widgets import STATE_COLOURS, app_icon
 
 logger = logging.getLogger(__name__)
 
-BODY_SITE_PROMPT = "Choose the body site…"
-HOT_FOLDER_WAITING = "Waiting for the next photo from the camera"
 LOADING_MODEL = "Loading the quality model…"
-CHECKING_PHOTO = "Checking the photo…"
 NO_PICTURE = "No picture from the camera"  # the banner above the view says why
 WAITING_FOR_CAMERA = "Waiting for the camera…"
-# The staff window fits a 1280x720 screen less its task bar and window decorations.
-MIN_WINDOW_SIZE = QSize(960, 600)
-PREFERRED_WINDOW_SIZE = QSize(1400, 900)
-STATUS_LABEL_MAX_PX = 360
-
-
-def app_icon() -> QIcon:
-    """The application's icon (packaging/skin-capture.png), or an empty icon if not installed."""
-    path = app_icon_path()
-    return QIcon(str(path)) if path is not None else QIcon()
-
-
-FRAME_MARGIN = QSize(16, 40)  # window decorations: borders and the title bar
-
-
-def fitted_window_size(available: QSize) -> QSize:
-    """The opening size: the preferred size, shrunk to the screen's available area less the
-    window decorations (``FRAME_MARGIN``), never below the minimum."""
-    width = min(PREFERRED_WINDOW_SIZE.width(), available.width() - FRAME_MARGIN.width())
-    height = min(PREFERRED_WINDOW_SIZE.height(), available.height() - FRAME_MARGIN.height())
-    return QSize(max(MIN_WINDOW_SIZE.width(), width), max(MIN_WINDOW_SIZE.height(), height))
-
-
-def set_elided(label: QLabel, text: str, max_px: int = STATUS_LABEL_MAX_PX) -> None:
-    """Show ``text`` in a status-bar label cut to ``max_px`` with "…" (the whole text is the
-    tooltip), so that a long message never pushes the status bar wider than the window."""
-    shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, max_px)
-    label.setText(shown)
-    label.setToolTip(text if shown != text else "")
-
-
-# ---- start-up helpers (no widgets) ----------------------------------------------------------
-
-
-@dataclass
-class AppServices:
-    """What a window needs besides widgets; problems are messages, never exceptions."""
-
-    settings: AppSettings
-    store: CaptureStore | None
-    queue: SubmissionQueue | None
-    model_path: Path | None
-    source: FrameSource
-    store_error: str = ""
-    queue_error: str = ""
-    source_note: str = ""
-    notes: list[str] = field(default_factory=list)
-
-
-def make_session(
-    services: AppServices,
-    context_provider: Callable[[], CaptureContext],
-    capture_blocker: Callable[[], str],
-    auto_capture: bool,
-    parent: QWidget,
-) -> CaptureSession:
-    """The capture session a window runs (staff and kiosk differ only in auto-capture)."""
-    settings = services.settings
-    session = CaptureSession(
-        services.store,
-        services.queue,
-        context_provider,
-        auto_capture_hold_s=settings.auto_capture_hold_s if auto_capture else None,
-        submission_interval_s=settings.submission_interval_s,
-        parent=parent,
-    )
-    session.capture_blocker = capture_blocker
-    return session
-
-
-def start_session(session: CaptureSession, services: AppServices) -> None:
-    """Load the configured model and open the frame source (after the window's signals are
-    connected, so the first status messages reach it)."""
-    settings = services.settings
-    session.load_model(services.model_path, settings.provider, settings.low_memory_inference)
-    session.set_source(services.source)
-
-
-def resolve_model_path(explicit: Path | None, settings: AppSettings) -> Path | None:
-    """``--model`` first, then the model chosen in Settings, then the bundled default
-    (``core.inference.resolve_model_path``)."""
-    return resolve_core_model_path(explicit, settings.model_path)
-
-
-def choose_source(spec: str | None, settings: AppSettings) -> tuple[FrameSource, str]:
-    """(source, note): ``--source``, else Settings' camera, else the first camera, else demo."""
-    names = {c.index: c.name for c in list_cameras()} if sys.platform.startswith("linux") else {}
-    chosen = spec or settings.camera
-    if chosen:
-        try:
-            return source_from_spec(chosen, settings.resolution, names), ""
-        except FrameSourceError as exc:
-            return DemoSource(), f"{exc} Showing the demo feed instead."
-    cameras = list_cameras(probe=1)
-    if cameras:
-        first = cameras[0]
-        return source_from_spec(
-            str(first.index), settings.resolution, {first.index: first.name}
-        ), ""
-    return DemoSource(), "No camera found: showing the built-in demo feed."
-
-
-def build_services(
-    kiosk: bool,
-    model: Path | None,
-    source_spec: str | None,
-    settings: AppSettings | None = None,
-    store_root: Path | None = None,
-) -> AppServices:
-    settings = settings or load_settings()
-    store: CaptureStore | None = None
-    store_error = ""
-    root = store_root or default_store_root()
-    try:
-        acquire_data_home_lock(root)  # held for the life of the process
-        store = CaptureStore(root)
-    except AnotherInstanceError as exc:
-        store_error = str(exc)
-        logger.error("data home in use: %s", exc)
-    except StorageError as exc:
-        store_error = str(exc)
-        logger.error("capture store unavailable: %s", exc)
-    queue: SubmissionQueue | None = None
-    queue_error = ""
-    if store is not None:
-        try:
-            queue = SubmissionQueue(store, make_target(settings.submission))
-            queue.release_stale_claims()  # this process alone holds the data home
-        except ValueError as exc:
-            queue_error = str(exc)
-        except StorageError as exc:
-            queue_error = str(exc)
-    source, note = choose_source(source_spec, settings)
-    return AppServices(
-        settings=settings,
-        store=store,
-        queue=queue,
-        model_path=resolve_model_path(model, settings),
-        source=source,
-        store_error=store_error,
-        queue_error=queue_error,
-        source_note=note,
-    )
 
 
 # ---- the staff window -----------------------------------------------------------------------
@@ -231,7 +69,6 @@ class MainWindow(QMainWindow):
         self.settings_path = settings_path
         self.setWindowTitle(f"Skin Capture Assist {__version__}")
         self.setWindowIcon(app_icon())
-        self.outcome: CaptureOutcome | None = None
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
         self.import_error = ""  # hot folder: the last file that could not be read
@@ -266,107 +103,22 @@ class MainWindow(QMainWindow):
         self.live.frame_view.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         row.addWidget(self.live, 1)
 
-        side = QVBoxLayout()
-        side.setContentsMargins(0, 0, 0, 0)
-        patient_box = QGroupBox("Patient")
-        form = QFormLayout(patient_box)
-        self.patient_edit = QLineEdit()
-        self.patient_edit.setPlaceholderText("Patient or encounter ID")
-        self.patient_edit.setMaxLength(200)  # the rule (core.patient_ref) says why beyond 64
-        self.site_combo = QComboBox()
-        self.site_combo.addItem(BODY_SITE_PROMPT)
-        self.site_combo.addItems(BODY_SITES)
-        self.note_edit = QPlainTextEdit()
-        self.note_edit.setPlaceholderText("Note for the dermatologist (optional)")
-        self.note_edit.setMaximumHeight(70)
-        self.new_patient_button = QPushButton("New patient")
-        form.addRow("ID", self.patient_edit)
-        form.addRow("Body site", self.site_combo)
-        form.addRow("Note", self.note_edit)
-        form.addRow("", self.new_patient_button)
-        side.addWidget(patient_box)
-
-        capture_box = QGroupBox("Photo")
-        box = QVBoxLayout(capture_box)
-        self.capture_button = QPushButton("Capture  [Space]")
-        self.submit_button = QPushButton("Submit  [Enter]")
-        self.retake_button = QPushButton("Retake  [R]")
-        for button in (self.capture_button, self.submit_button, self.retake_button):
-            button.setMinimumHeight(36)
-            # Keys are handled by the window: a focused button must not take Space/Enter.
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.submit_button.setStyleSheet(
-            "QPushButton:enabled { background: #2e8b57; color: white; font-weight: bold; }"
-        )
-        self.verdict_label = QLabel("")
-        self.verdict_label.setWordWrap(True)
-        self.submit_reason = QLabel("")
-        self.submit_reason.setWordWrap(True)
-        lines = self.fontMetrics().lineSpacing()
-        # room for the longest messages, so the layout does not squeeze wrapped lines together
-        self.verdict_label.setMinimumHeight(2 * lines + 4)
-        self.submit_reason.setMinimumHeight(4 * lines + 4)
-        self.submit_reason.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.submit_reason.setObjectName("submitReason")
-        self.submit_reason.setStyleSheet("color: #8a5a00;")
-        box.addWidget(self.capture_button)
-        box.addWidget(self.submit_button)
-        box.addWidget(self.retake_button)
-        box.addWidget(self.verdict_label)
-        box.addWidget(self.submit_reason)
-        side.addWidget(capture_box)
-
-        options_box = QGroupBox("Options (this session)")
-        options = QFormLayout(options_box)
-        self.auto_capture_check = QCheckBox("Auto-capture when steady and good")
-        self.auto_capture_check.setChecked(self.settings.auto_capture_staff)
-        self.auto_capture_check.setToolTip(
-            "For this session only. The default for new sessions is in File > Settings."
-        )
-        self.hold_spin = QDoubleSpinBox()
-        self.hold_spin.setRange(0.3, 10.0)
-        self.hold_spin.setSingleStep(0.1)
-        self.hold_spin.setSuffix(" s")
-        self.hold_spin.setValue(self.settings.auto_capture_hold_s)
-        self.hold_spin.setToolTip(self.auto_capture_check.toolTip())
-        self.overlay_check = QCheckBox("Quality heat map")
-        self.overlay_check.setChecked(self.settings.show_heat_overlay)
-        for check in (self.auto_capture_check, self.overlay_check):
-            # a click must not leave the focus here, where Space would toggle the box
-            check.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        self.new_patient_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        options.addRow(self.auto_capture_check)
-        options.addRow("Hold for", self.hold_spin)
-        options.addRow(self.overlay_check)
-        side.addWidget(options_box)
-
-        send_box = QGroupBox("Sending")
-        send = QVBoxLayout(send_box)
-        self.queue_label = QLabel(
-            queue_summary(None)
-            if self.services.queue is None
-            else f"Sending to {self.services.queue.target.name}…"
-        )
-        if self.services.queue_error:
-            self.queue_label.setText(f"Sending is not configured: {self.services.queue_error}")
-        self.queue_label.setWordWrap(True)
-        self.retry_button = QPushButton("Retry failed")
-        self.retry_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        send.addWidget(self.queue_label)
-        send.addWidget(self.retry_button)
-        side.addWidget(send_box)
-        side.addStretch(1)
-        side_widget = QWidget()
-        side_widget.setLayout(side)
-        # On a short screen the side column scrolls; the picture, guidance and score stay.
-        self.side_scroll = QScrollArea()
-        self.side_scroll.setWidget(side_widget)
-        self.side_scroll.setWidgetResizable(True)
-        self.side_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.side_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        scrollbar = self.side_scroll.verticalScrollBar().sizeHint().width()
-        self.side_scroll.setFixedWidth(340 + scrollbar)
+        self.side_scroll = StaffSidePanel(self.services)
+        side = self.side_scroll
+        self.patient_edit = side.patient_edit
+        self.site_combo = side.site_combo
+        self.note_edit = side.note_edit
+        self.new_patient_button = side.new_patient_button
+        self.capture_button = side.capture_button
+        self.submit_button = side.submit_button
+        self.retake_button = side.retake_button
+        self.verdict_label = side.verdict_label
+        self.submit_reason = side.submit_reason
+        self.auto_capture_check = side.auto_capture_check
+        self.hold_spin = side.hold_spin
+        self.overlay_check = side.overlay_check
+        self.queue_label = side.queue_label
+        self.retry_button = side.retry_button
         row.addWidget(self.side_scroll)
         self.tabs.addTab(capture_tab, "Capture")
 
@@ -383,22 +135,8 @@ class MainWindow(QMainWindow):
         for label in (self.source_label, self.model_label, self.fps_label):
             self.statusBar().addPermanentWidget(label)
 
-        menu = self.menuBar().addMenu("&File")
-        self.settings_action = QAction("&Settings…", self)
-        self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        menu.addAction(self.settings_action)
-        menu.addSeparator()
-        menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
-        self.about_action = QAction("&About Skin Capture Assist…", self)
+        self.settings_action, self.about_action = add_staff_menus(self)
         self.about_action.triggered.connect(self._on_about)
-        about_qt_action = QAction("About &Qt…", self)
-        about_qt_action.triggered.connect(QApplication.aboutQt)
-        help_menu.addAction(self.about_action)
-        help_menu.addAction(about_qt_action)
 
         self.setMinimumSize(MIN_WINDOW_SIZE)
         screen = self.screen()
@@ -458,8 +196,8 @@ class MainWindow(QMainWindow):
 
     def _capture_blocker(self) -> str:
         """Why a capture cannot be taken now ("" when it can)."""
-        if self.outcome is not None:
-            return "Submit or retake the current photo first."
+        if self.session.flow.showing_capture:
+            return SHOWING_BLOCKER
         ref = self._patient_ref()
         if isinstance(ref, PatientRefProblem):
             return ref.message
@@ -472,38 +210,24 @@ class MainWindow(QMainWindow):
         return problems[0] if problems else ""
 
     def _submit_blocker(self) -> str:
-        """Why Submit is off ("" when it is on)."""
-        outcome = self.outcome
-        if outcome is None:
-            if self.session.capture_busy:
-                return CHECKING_PHOTO
-            if self.session.is_hot_folder:
-                return f"{HOT_FOLDER_WAITING}."
-            return "Take a photo first (Space)."
-        if outcome.result is None:
-            reason = self.session.model_error or (
+        """Why Submit is off ("" when it is on): ``CaptureFlow.submit_blocker``."""
+        session = self.session
+        queue = session.queue
+        return session.flow.submit_blocker(
+            queue_configured=queue is not None,
+            queue_error=self.services.queue_error,
+            needs_patient_ref=queue.target.needs_patient_ref if queue is not None else False,
+            model_problem=session.model_error
+            or (
                 "the quality model was still loading"
-                if self.session.model_loading
+                if session.model_loading
                 else "no quality model"
-            )
-            return f"Submit is off: the photo was not quality-checked ({reason})."
-        if not outcome.judgement.accepted:
-            return f"Submit is off: the score is below the threshold. {outcome.judgement.message}."
-        if outcome.record is None:
-            return f"Submit is off: the photo could not be saved. {outcome.store_error}"
-        if is_practice_source(outcome.record.info.source):
-            return f"Submit is off. {PRACTICE_SOURCE_MESSAGE}"
-        if not outcome.record.info.patient_ref:
-            return (
-                "Submit is off: no valid patient ID was entered when this photo arrived. It is "
-                "kept in Review."
-            )
-        if self.session.queue is None:
-            return f"Submit is off: sending is not configured. {self.services.queue_error}"
-        return ""
+            ),
+            hot_folder=session.is_hot_folder,
+        )
 
     def _update_buttons(self) -> None:
-        showing = self.outcome is not None
+        showing = self.session.flow.showing_capture
         busy = self.session.capture_busy
         blocker = self._capture_blocker()
         hot = self.session.is_hot_folder
@@ -530,7 +254,7 @@ class MainWindow(QMainWindow):
         hot = self.session.is_hot_folder
         self.capture_button.setText(HOT_FOLDER_WAITING if hot else "Capture  [Space]")
         self._update_fps_visibility()
-        if hot and self.outcome is None and not self.session.capture_busy:
+        if hot and not self.session.flow.showing_capture and not self.session.capture_busy:
             self._show_waiting_for_photo()
 
     def _show_waiting_for_photo(self) -> None:
@@ -623,7 +347,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_capture_clicked(self) -> None:
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             return
         if self.session.is_hot_folder:
             self.statusBar().showMessage(
@@ -644,9 +368,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
         self.submit_reason.setText(message)
 
+    @property
+    def outcome(self) -> CaptureOutcome | None:
+        """The photo on screen (``CaptureFlow.outcome``)."""
+        return self.session.flow.outcome
+
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
-        self.outcome = outcome
         self.import_error = ""  # a photo arrived: an earlier unreadable file is history
         self.live.show_outcome(outcome)
         j = outcome.judgement
@@ -670,7 +398,7 @@ class MainWindow(QMainWindow):
         if self._submit_blocker() or self.outcome is None or self.outcome.record is None:
             return
         record = self.outcome.record
-        self.session.submit(record.id)
+        self.session.submit_shown()
         self.statusBar().showMessage(
             f"Photo for {record.info.patient_ref} queued for sending.", 8000
         )
@@ -679,12 +407,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_retake_clicked(self) -> None:
-        if self.outcome is None:
+        if not self.session.flow.showing_capture:
             return
         self._back_to_live()
 
     def _back_to_live(self) -> None:
-        self.outcome = None
         self.verdict_label.setText("")
         self.live.back_to_live()
         self.session.resume_live()
@@ -728,25 +455,7 @@ class MainWindow(QMainWindow):
     # ---- help ------------------------------------------------------------------------------
     def about_text(self) -> str:
         """Help > About: app and model versions, and where the licences are."""
-        info = self.session.model_info
-        if info is not None:
-            model = f"{info.name} {info.version} ({info.precision}, threshold {info.threshold:.2f})"
-        elif self.session.model_loading:
-            model = "loading…"
-        else:
-            model = "none loaded"
-        card = resources_dir() / "models" / "default-model-card.md"
-        return (
-            f"<h3>Skin Capture Assist {__version__}</h3>"
-            f"<p>Quality model: {model}</p>"
-            "<p>Checks the technical quality of skin photos before they are sent for remote "
-            "assessment. It does not diagnose.</p>"
-            "<p><b>Licences</b>: Skin Capture Assist is proprietary software. It is built on "
-            "Qt for Python (PySide6, LGPL v3: see Help &gt; About Qt), ONNX Runtime (MIT), "
-            "OpenCV (Apache 2.0), NumPy (BSD) and platformdirs (MIT). The quality model's "
-            "training data and their licences are listed in its model card: "
-            f"{card}</p>"
-        )
+        return about_html(self.session.model_info, self.session.model_loading)
 
     @Slot()
     def _on_about(self) -> None:
@@ -759,7 +468,7 @@ class MainWindow(QMainWindow):
 
     def _update_fps_visibility(self) -> None:
         """The frame rate means something only while the live picture is on screen."""
-        live = self.tabs.currentIndex() == 0 and self.outcome is None
+        live = self.tabs.currentIndex() == 0 and not self.session.flow.showing_capture
         self.fps_label.setVisible(live and not self.session.is_hot_folder)
 
     @Slot(object, object)
@@ -778,11 +487,11 @@ class MainWindow(QMainWindow):
         else:
             set_elided(self.source_label, "No picture: see the message above the view")
             self.source_label.setToolTip(message)
-            if self.outcome is None:
+            if not self.session.flow.showing_capture:
                 self.live.frame_view.clear_image(NO_PICTURE)
                 self._set_guidance(WAITING_FOR_CAMERA, False)
         hot = self.session.is_hot_folder
-        if ok and hot and self.outcome is None and not self.session.capture_busy:
+        if ok and hot and not self.session.flow.showing_capture and not self.session.capture_busy:
             self._show_waiting_for_photo()
         elif ok and self.live.guidance.text() == WAITING_FOR_CAMERA:
             # back: the next live result sets the guidance; until then say what is known
@@ -801,7 +510,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(message, 15_000)
             return
         self.import_error = message
-        if self.outcome is not None:
+        if self.session.flow.showing_capture:
             self._back_to_live()
         else:
             self._show_waiting_for_photo()
@@ -818,11 +527,15 @@ class MainWindow(QMainWindow):
             self.model_label.setText("No quality model")
             self.model_label.setToolTip(message)
         no_picture = bool(self.session.source_message) and not self.session.source_ok
-        if self.outcome is None and no_picture:
+        if not self.session.flow.showing_capture and no_picture:
             self._set_guidance(WAITING_FOR_CAMERA, False)
-        elif ok and info is None and self.outcome is None:
+        elif ok and info is None and not self.session.flow.showing_capture:
             self._set_guidance(LOADING_MODEL, False)
-        if self.session.is_hot_folder and self.outcome is None and not self.session.capture_busy:
+        if (
+            self.session.is_hot_folder
+            and not self.session.flow.showing_capture
+            and not self.session.capture_busy
+        ):
             self._show_waiting_for_photo()
         self._update_buttons()
 
@@ -856,43 +569,28 @@ class MainWindow(QMainWindow):
         old = self.settings
         if new_pin:
             new.set_kiosk_pin(new_pin)
-        source_changed = (new.camera, new.resolution) != (old.camera, old.resolution)
-        model_changed = (new.model_path, new.provider, new.low_memory_inference) != (
-            old.model_path,
-            old.provider,
-            old.low_memory_inference,
-        )
-        submission_changed = new.submission != old.submission
-        auto_changed = (new.auto_capture_staff, new.auto_capture_hold_s) != (
-            old.auto_capture_staff,
-            old.auto_capture_hold_s,
-        )
+        changed = SettingsChanges.between(old, new)
         self.settings = new
         self.services.settings = new
         self.gallery.settings = new
         self._save_settings()
-        if source_changed:
+        if changed.source:
             source, note = choose_source(new.camera or None, new)
             self.import_error = ""
             self.session.set_source(source)
             self._apply_source_mode()
             if note:
                 self.statusBar().showMessage(note, 10_000)
-        if model_changed:
+        if changed.model:
             self.session.load_model(
                 resolve_model_path(None, new), new.provider, new.low_memory_inference
             )
-        if submission_changed and self.services.store is not None:
-            try:
-                queue = SubmissionQueue(self.services.store, make_target(new.submission))
-                self.services.queue_error = ""
-            except ValueError as exc:
-                queue = None
-                self.services.queue_error = str(exc)
-                self.queue_label.setText(f"Sending is not configured: {exc}")
-            self.services.queue = queue
+        if changed.submission and self.services.store is not None:
+            queue = self.services.replace_queue(new)
+            if queue is None:
+                self.queue_label.setText(f"Sending is not configured: {self.services.queue_error}")
             self.session.set_queue(queue, new.submission_interval_s)
-        if auto_changed:  # a new default replaces this session's choice
+        if changed.auto_capture:  # a new default replaces this session's choice
             self.auto_capture_check.setChecked(new.auto_capture_staff)
             self.hold_spin.setValue(new.auto_capture_hold_s)
         self._update_buttons()
@@ -907,129 +605,3 @@ class MainWindow(QMainWindow):
         if self.services.store is not None:
             self.services.store.close()
         event.accept()
-
-
-# ---- entry point ----------------------------------------------------------------------------
-
-
-def ensure_display() -> None:
-    """On a Linux box without a display, fall back to the offscreen platform (with a warning)
-    instead of letting Qt abort."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        logger.warning(
-            "No display found (DISPLAY and WAYLAND_DISPLAY are unset): running with "
-            "QT_QPA_PLATFORM=offscreen, so no window will be visible."
-        )
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-
-
-def _close_on_signals(app: QApplication, window: QWidget) -> None:
-    """Ctrl+C / SIGTERM close the window normally (workers stopped, store closed); the kiosk's
-    PIN does not apply to the operating system asking the app to stop."""
-
-    def _on_signal(signum: int, frame: object) -> None:
-        logger.info("signal %d: closing", signum)
-        if hasattr(window, "unlocked"):
-            window.unlocked = True
-        window.close()
-        app.quit()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _on_signal)
-    # Python runs signal handlers only between bytecodes: wake the interpreter regularly.
-    timer = QTimer(window)
-    timer.timeout.connect(lambda: None)
-    timer.start(250)
-
-
-def _log_first_frame(window: QWidget) -> None:
-    """Log once when the first preview frame arrives (start-up time for support and smoke tests)."""
-    import time
-
-    started = time.perf_counter()
-    session: CaptureSession = window.session  # type: ignore[attr-defined]
-
-    def _on_first_preview(_frame: object) -> None:
-        logger.info("first frame after %.2f s", time.perf_counter() - started)
-        session.sig_preview.disconnect(_on_first_preview)
-
-    session.sig_preview.connect(_on_first_preview)
-
-
-def _exit_after_env_delay(app: QApplication, window: QWidget) -> None:
-    """``SKIN_CAPTURE_EXIT_AFTER_MS``: close normally after that long (smoke tests of bundles)."""
-    raw = os.environ.get("SKIN_CAPTURE_EXIT_AFTER_MS", "")
-    if not raw.strip():
-        return
-    try:
-        delay_ms = max(0, int(raw))
-    except ValueError:
-        logger.warning("ignoring SKIN_CAPTURE_EXIT_AFTER_MS=%r (not a number)", raw)
-        return
-
-    def _on_timeout() -> None:
-        logger.info("SKIN_CAPTURE_EXIT_AFTER_MS reached: closing")
-        if hasattr(window, "unlocked"):
-            window.unlocked = True
-        window.close()
-        app.quit()
-
-    QTimer.singleShot(delay_ms, window, _on_timeout)
-
-
-def make_window(services: AppServices, kiosk: bool) -> QWidget:
-    if kiosk:
-        from desktop_app.qt.kiosk import KioskWindow
-
-        return KioskWindow(services)
-    return MainWindow(services)
-
-
-def run_app(args: argparse.Namespace) -> int:
-    """``skin-capture [--kiosk] [--model PATH] [--source SPEC]``; returns the exit status."""
-    from desktop_app.qt.compat import pyside_refcount_problem
-
-    problem = pyside_refcount_problem()
-    if problem:
-        logger.error("%s", problem)
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    ensure_display()
-    existing = QApplication.instance()
-    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
-    app.setApplicationName("Skin Capture Assist")
-    app.setApplicationVersion(__version__)
-    app.setWindowIcon(app_icon())
-    try:  # before any camera is opened or photo read: a second copy refuses, clearly
-        acquire_data_home_lock(default_store_root())
-    except AnotherInstanceError as exc:
-        logger.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        if not os.environ.get("SKIN_CAPTURE_NO_DIALOGS"):
-            QMessageBox.critical(None, "Skin Capture Assist is already running", str(exc))
-        return 3
-    services = build_services(
-        kiosk=bool(getattr(args, "kiosk", False)),
-        model=getattr(args, "model", None),
-        source_spec=getattr(args, "source", None),
-    )
-    from desktop_app.qt.kiosk import KioskWindow
-
-    window = make_window(services, bool(getattr(args, "kiosk", False)))
-    if isinstance(window, KioskWindow):
-        window.show_kiosk()
-    else:
-        window.show()
-    _close_on_signals(app, window)
-    _log_first_frame(window)
-    _exit_after_env_delay(app, window)
-    if services.store_error:
-        QMessageBox.critical(
-            window,
-            "Photos cannot be saved",
-            f"{services.store_error}\n\nThe live view works, but captures cannot be kept.",
-        )
-    status = int(app.exec())
-    return status

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desktop_app.app.services import AppServices
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
+from desktop_app.core.capture_flow import CaptureFlow, FlowState
 from desktop_app.core.gating import LiveGate
 from desktop_app.core.inference import NO_MODEL_MESSAGE
 from desktop_app.core.mailbox import LatestSlot
@@ -89,8 +91,7 @@ class CaptureSession(QObject):
         self.source_is_practice = False
         self.source_ok = False
         self.source_message = ""
-        self.capture_busy = False
-        self.showing_capture = False
+        self.flow = CaptureFlow(FlowState.LIVE)  # the one answer to "showing a capture?"
         self.last_capture_request_at = 0.0
         self._camera: WorkerThread | None = None
         self._camera_worker: CameraWorker | None = None
@@ -178,9 +179,9 @@ class CaptureSession(QObject):
         worker.sig_capture_frame.connect(self._on_capture_frame)
         worker.sig_status.connect(self._on_source_status)
         worker.sig_problem.connect(self.sig_source_problem)
-        if self.showing_capture or self.capture_busy:
+        if not self.flow.scoring_live:
             worker.inference_paused.set()
-        if self.capture_busy:
+        if self.flow.checking:
             worker.capture_hold.set()
         self._camera_worker = worker
         self._camera = thread
@@ -224,7 +225,7 @@ class CaptureSession(QObject):
                         self.capture(auto=True)
 
     def _live_gate_on(self) -> bool:
-        return not (self.showing_capture or self.capture_busy or self.model_info is None)
+        return self.flow.scoring_live and self.model_info is not None
 
     # ---- live gate -------------------------------------------------------------------------
     @Slot(object)
@@ -248,7 +249,7 @@ class CaptureSession(QObject):
     # ---- capture ---------------------------------------------------------------------------
     def capture(self, auto: bool = False) -> bool:
         """Take the newest full-resolution frame as a still; False (and a message) if not now."""
-        if self.capture_busy:
+        if self.flow.checking:
             return False
         blocker = self.capture_blocker()
         if blocker:
@@ -284,7 +285,7 @@ class CaptureSession(QObject):
         encoded: bytes | None = None,
         on_stored: Callable[[], None] | None = None,
     ) -> None:
-        self.capture_busy = True
+        self.flow.capture_requested()
         self.gate.note_capture()
         self.last_capture_request_at = time.monotonic()
         if self._camera_worker is not None:
@@ -307,25 +308,24 @@ class CaptureSession(QObject):
 
     @Slot(object)
     def _on_capture_done(self, outcome: CaptureOutcome) -> None:
-        self.capture_busy = False
+        self.flow.verdict_arrived(outcome)
         self.gate.capture_judged(outcome.judgement.accepted)
         if self._camera_worker is not None:
             self._camera_worker.capture_hold.clear()
-        self.showing_capture = True
         self.sig_capture_done.emit(outcome)
 
     def pause_live(self) -> None:
         """Stop scoring live frames (the preview goes on), e.g. while the kiosk waits for the
-        next patient."""
-        self.showing_capture = True
+        next patient (``CaptureFlow.new_patient``)."""
+        self.flow.new_patient()
         if self._camera_worker is not None:
             self._camera_worker.inference_paused.set()
 
     def resume_live(self) -> None:
         """Back to the live view (after Submit or Retake): the gate starts afresh."""
-        self.showing_capture = False
+        self.flow.start_live()
         self.gate.reset()
-        if self._camera_worker is not None and not self.capture_busy:
+        if self._camera_worker is not None and not self.flow.checking:
             self._camera_worker.inference_paused.clear()
 
     # ---- gallery scoring and submission ----------------------------------------------------
@@ -345,7 +345,25 @@ class CaptureSession(QObject):
         needs_ref = self.queue.target.needs_patient_ref if self.queue is not None else False
         return submit_blocker(record, needs_ref)
 
+    @property
+    def capture_busy(self) -> bool:
+        """A still is being checked (``CaptureFlow.checking``)."""
+        return self.flow.checking
+
+    @property
+    def showing_capture(self) -> bool:
+        return self.flow.showing_capture
+
+    def submit_shown(self) -> bool:
+        """Queue the accepted photo on screen (``CaptureFlow.submit``); live scoring stays off
+        until ``resume_live`` or ``pause_live``."""
+        outcome = self.flow.submit()
+        if self._camera_worker is not None:
+            self._camera_worker.inference_paused.set()
+        return outcome.record is not None and self.submit(outcome.record.id)
+
     def submit(self, capture_id: str) -> bool:
+        """Queue a stored capture (the gallery's resend too); the flow is not changed."""
         if self._submission_worker is None:
             return False
         self._sig_enqueue.emit(capture_id)
@@ -404,6 +422,35 @@ class CaptureSession(QObject):
     @property
     def threads(self) -> list[WorkerThread]:
         return [t for t in (self._camera, self._inference, self._submission) if t is not None]
+
+
+def make_session(
+    services: AppServices,
+    context_provider: Callable[[], CaptureContext],
+    capture_blocker: Callable[[], str],
+    auto_capture: bool,
+    parent: QObject,
+) -> CaptureSession:
+    """The capture session a window runs (staff and kiosk differ only in auto-capture)."""
+    settings = services.settings
+    session = CaptureSession(
+        services.store,
+        services.queue,
+        context_provider,
+        auto_capture_hold_s=settings.auto_capture_hold_s if auto_capture else None,
+        submission_interval_s=settings.submission_interval_s,
+        parent=parent,
+    )
+    session.capture_blocker = capture_blocker
+    return session
+
+
+def start_session(session: CaptureSession, services: AppServices) -> None:
+    """Load the configured model and open the frame source (after the window's signals are
+    connected, so the first status messages reach it)."""
+    settings = services.settings
+    session.load_model(services.model_path, settings.provider, settings.low_memory_inference)
+    session.set_source(services.source)
 
 
 def queue_summary(status: QueueStatus | None) -> str:

@@ -26,10 +26,15 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.inference import available_providers
-from desktop_app.core.settings import PASSWORD_IN_FILE, AppSettings, password_in_file
+from desktop_app.core.settings import (
+    PASSWORD_IN_FILE,
+    AppSettings,
+    kiosk_pin_problem,
+    password_in_file,
+)
 from desktop_app.core.sources import COMMON_RESOLUTIONS, list_cameras
-from desktop_app.core.submission import CREDENTIALS_IN_URL_MESSAGE, make_target
-from desktop_app.core.submission.credentials import secret_store_status, url_has_credentials
+from desktop_app.core.submission import make_target
+from desktop_app.core.submission.credentials import secret_store_status
 from desktop_app.core.submission.dicom import validate_patient_fields
 from desktop_app.qt.session import CaptureSession
 
@@ -49,7 +54,53 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings")
         self._settings = copy.deepcopy(settings)
         self.session = session
+        camera_box = self._build_camera_box()
+        model_box = self._build_model_box()
+        capture_box = self._build_capture_box()
+        kiosk_box = self._build_kiosk_box()
+        send_box = self._build_send_box()
 
+        self.error_label = QLabel("")
+        self.error_label.setStyleSheet("color: #b00020;")
+        self.error_label.setWordWrap(True)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self._on_accept)
+        buttons.rejected.connect(self.reject)
+        columns = QHBoxLayout()
+        left, right = QVBoxLayout(), QVBoxLayout()
+        left.addWidget(camera_box)
+        left.addWidget(model_box)
+        left.addWidget(capture_box)
+        right.addWidget(kiosk_box)
+        right.addWidget(send_box)
+        right.addStretch(1)
+        columns.addLayout(left)
+        columns.addLayout(right)
+        layout = QVBoxLayout(self)
+        layout.addLayout(columns)
+        layout.addWidget(self.error_label)
+        layout.addWidget(buttons)
+
+        self._select_current_camera()
+        res = self._settings.resolution
+        index = self.resolution_combo.findData(f"{res[0]}x{res[1]}" if res else "")
+        if index < 0 and res is not None:  # a resolution typed into the settings file by hand
+            self.resolution_combo.addItem(f"{res[0]} x {res[1]}", f"{res[0]}x{res[1]}")
+            index = self.resolution_combo.count() - 1
+        self.resolution_combo.setCurrentIndex(max(0, index))
+        self.provider_combo.setCurrentIndex(
+            max(0, self.provider_combo.findData(self._settings.provider))
+        )
+        self.camera_combo.currentIndexChanged.connect(self._update_enabled)
+        self.target_combo.currentIndexChanged.connect(self._update_enabled)
+        self.path_button.clicked.connect(self._on_browse_path)
+        self.model_button.clicked.connect(self._on_browse_model)
+        self.ca_button.clicked.connect(self._on_browse_ca)
+        self._update_enabled()
+
+    def _build_camera_box(self) -> QGroupBox:
         camera_box = QGroupBox("Camera")
         camera_form = QFormLayout(camera_box)
         self.camera_combo = QComboBox()
@@ -73,7 +124,9 @@ class SettingsDialog(QDialog):
         camera_form.addRow("Path", path_row)
         camera_form.addRow("Resolution", self.resolution_combo)
         camera_form.addRow("Obtained", self.obtained_label)
+        return camera_box
 
+    def _build_model_box(self) -> QGroupBox:
         model_box = QGroupBox("Quality model")
         model_form = QFormLayout(model_box)
         self.model_edit = QLineEdit(self._settings.model_path)
@@ -98,7 +151,9 @@ class SettingsDialog(QDialog):
         model_form.addRow("Model file", model_row)
         model_form.addRow("Run on", self.provider_combo)
         model_form.addRow(self.low_memory_check)
+        return model_box
 
+    def _build_capture_box(self) -> QGroupBox:
         capture_box = QGroupBox("Capture")
         capture_form = QFormLayout(capture_box)
         self.operator_edit = QLineEdit(self._settings.operator)
@@ -115,7 +170,9 @@ class SettingsDialog(QDialog):
         capture_form.addRow(self.auto_staff)
         capture_form.addRow(self.auto_kiosk)
         capture_form.addRow("Good for at least", self.hold_spin)
+        return capture_box
 
+    def _build_kiosk_box(self) -> QGroupBox:
         kiosk_box = QGroupBox("Kiosk")
         kiosk_form = QFormLayout(kiosk_box)
         self.pin_edit = QLineEdit()
@@ -134,7 +191,9 @@ class SettingsDialog(QDialog):
             warning = QLabel("The kiosk still uses the default PIN: please change it.")
             warning.setStyleSheet("color: #a04000;")
             kiosk_form.addRow(warning)
+        return kiosk_box
 
+    def _build_send_box(self) -> QGroupBox:
         send_box = QGroupBox("Sending")
         send_form = QFormLayout(send_box)
         target = self._settings.submission
@@ -183,46 +242,7 @@ class SettingsDialog(QDialog):
         send_form.addRow(self.password_in_file_check)
         send_form.addRow("CA bundle", ca_row)
         send_form.addRow(self.insecure_http_check)
-
-        self.error_label = QLabel("")
-        self.error_label.setStyleSheet("color: #b00020;")
-        self.error_label.setWordWrap(True)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self._on_accept)
-        buttons.rejected.connect(self.reject)
-        columns = QHBoxLayout()
-        left, right = QVBoxLayout(), QVBoxLayout()
-        left.addWidget(camera_box)
-        left.addWidget(model_box)
-        left.addWidget(capture_box)
-        right.addWidget(kiosk_box)
-        right.addWidget(send_box)
-        right.addStretch(1)
-        columns.addLayout(left)
-        columns.addLayout(right)
-        layout = QVBoxLayout(self)
-        layout.addLayout(columns)
-        layout.addWidget(self.error_label)
-        layout.addWidget(buttons)
-
-        self._select_current_camera()
-        res = self._settings.resolution
-        index = self.resolution_combo.findData(f"{res[0]}x{res[1]}" if res else "")
-        if index < 0 and res is not None:  # a resolution typed into the settings file by hand
-            self.resolution_combo.addItem(f"{res[0]} x {res[1]}", f"{res[0]}x{res[1]}")
-            index = self.resolution_combo.count() - 1
-        self.resolution_combo.setCurrentIndex(max(0, index))
-        self.provider_combo.setCurrentIndex(
-            max(0, self.provider_combo.findData(self._settings.provider))
-        )
-        self.camera_combo.currentIndexChanged.connect(self._update_enabled)
-        self.target_combo.currentIndexChanged.connect(self._update_enabled)
-        self.path_button.clicked.connect(self._on_browse_path)
-        self.model_button.clicked.connect(self._on_browse_model)
-        self.ca_button.clicked.connect(self._on_browse_ca)
-        self._update_enabled()
+        return send_box
 
     def _obtained_text(self) -> str:
         if self.session is None:
@@ -327,14 +347,11 @@ class SettingsDialog(QDialog):
         if pin or self.pin_confirm.text():
             if pin != self.pin_confirm.text():
                 raise ValueError("The two PINs differ.")
-            if len(pin) < 4 or not pin.isdigit():
-                raise ValueError("The kiosk PIN must be at least 4 digits.")
+            if kiosk_pin_problem(pin):
+                raise ValueError(kiosk_pin_problem(pin))
         if self.target_combo.currentData() == "dicomweb":
             url = self.url_edit.text().strip()
-            if not url.startswith(("http://", "https://")):
-                raise ValueError("The DICOMweb address must start with http:// or https://")
-            if url_has_credentials(url):  # the message never repeats the address
-                raise ValueError(CREDENTIALS_IN_URL_MESSAGE)
+            # the address rules (http:// or https://, no login in it) are make_target's, below
             new.submission = {"kind": "dicomweb", "url": url}
             if self.user_edit.text().strip():
                 new.submission["username"] = self.user_edit.text().strip()

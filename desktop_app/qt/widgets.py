@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QLineF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from desktop_app.core.gating import GateState
@@ -16,10 +16,18 @@ from desktop_app.core.overlay import (
     patch_cells,
     poor_outline_segments,
 )
+from desktop_app.core.resources import app_icon_path
 from desktop_app.core.tiling import PatchLayout
 
 OUTLINE_WIDTH = 3.0  # device pixels: the poor regions' outline (the skin inside is not tinted)
 GUIDE_COLOURS = {True: QColor(90, 220, 120, 200), False: QColor(255, 255, 255, 170)}
+
+
+def app_icon() -> QIcon:
+    """The application's icon (packaging/skin-capture.png), or an empty icon if not installed."""
+    path = app_icon_path()
+    return QIcon(str(path)) if path is not None else QIcon()
+
 STATE_COLOURS = {
     GateState.GOOD: QColor(40, 160, 70),
     GateState.RETAKE: QColor(205, 70, 40),

@@ -18,7 +18,8 @@ from typing import Literal, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-ColourOrder = Literal["RGB", "BGR"]
+from desktop_app.core.image_io import ColourOrder as ColourOrder  # re-exported by sources
+
 SourceKind = Literal["camera", "replay", "hotfolder", "demo"]
 
 # Resolutions offered in Settings (width, height); None means "whatever the camera starts with".

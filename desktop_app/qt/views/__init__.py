@@ -1,0 +1,1 @@
+"""Parts of the windows that are only widgets (built here, connected by the window)."""
