@@ -16,7 +16,7 @@ from desktop_app.core.model_meta import GridSpec
 from desktop_app.core.overlay import patch_cells
 from desktop_app.core.sources import Frame
 from desktop_app.core.tiling import plan_layout
-from desktop_app.qt.main_window import ensure_display
+from desktop_app.qt.compat import ensure_display
 from desktop_app.qt.widgets import FrameView, HeatMap
 from desktop_app.qt.workers import CameraWorker, DisplaySize, InferenceWorker, PreviewFrame
 
