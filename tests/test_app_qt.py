@@ -29,8 +29,8 @@ from desktop_app.core.review import OVERRIDE_REASONS
 from desktop_app.core.settings import DEFAULT_KIOSK_PIN, AppSettings
 from desktop_app.core.sources import FrameSource
 from desktop_app.qt.compat import ensure_display
-from desktop_app.qt.live_view import PRACTICE_BANNER
-from desktop_app.qt.main_window import MainWindow
+from desktop_app.qt.views.live_view import PRACTICE_BANNER
+from desktop_app.qt.windows.main_window import MainWindow
 
 WAIT_MS = 15_000
 
@@ -368,7 +368,7 @@ def test_hot_folder_file_is_evaluated_as_capture(
 
 
 def _kiosk(tmp_path: Path, model: Path, source: str, open_window: Callable, **settings: object):
-    from desktop_app.qt.kiosk import KioskWindow
+    from desktop_app.qt.windows.kiosk import KioskWindow
 
     window = open_window(KioskWindow(_services(tmp_path, model, source, **settings)))
     assert isinstance(window, KioskWindow)
@@ -480,8 +480,8 @@ def test_kiosk_auto_capture_send_and_idle_reset(
 def test_kiosk_has_no_gallery_or_settings(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
-    from desktop_app.qt.gallery import GalleryWidget
-    from desktop_app.qt.settings_dialog import SettingsDialog
+    from desktop_app.qt.views.gallery import GalleryWidget
+    from desktop_app.qt.windows.settings_dialog import SettingsDialog
 
     kiosk = _kiosk(tmp_path, test_model_path, str(sharp_folder), open_window)
     assert not kiosk.findChildren(GalleryWidget)
@@ -518,7 +518,7 @@ def test_unknown_source_falls_back_to_demo_with_note(tmp_path: Path) -> None:
 
 
 def test_settings_dialog_validates_and_returns_copy(qtbot: QtBot, tmp_path: Path) -> None:
-    from desktop_app.qt.settings_dialog import SettingsDialog
+    from desktop_app.qt.windows.settings_dialog import SettingsDialog
 
     settings = AppSettings(camera="demo")
     dialog = SettingsDialog(settings, None)
@@ -629,7 +629,7 @@ def test_replayed_frames_are_marked_and_never_submitted(
 def test_kiosk_says_a_staff_member_is_needed_when_the_photo_cannot_go(
     qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
 ) -> None:
-    from desktop_app.qt.kiosk import THANKS_NEEDS_STAFF
+    from desktop_app.qt.windows.kiosk import THANKS_NEEDS_STAFF
 
     kiosk = _still_camera_kiosk(
         tmp_path,

@@ -24,12 +24,12 @@ def test_services_and_flows_need_no_qt() -> None:
 
 
 def test_the_kiosk_does_not_import_the_staff_window() -> None:
-    loaded = _modules_after("import desktop_app.qt.kiosk")
-    assert "desktop_app.qt.main_window" not in loaded
+    loaded = _modules_after("import desktop_app.qt.windows.kiosk")
+    assert "desktop_app.qt.windows.main_window" not in loaded
     assert "desktop_app.app.run" not in loaded
 
 
 def test_the_staff_window_does_not_import_the_kiosk() -> None:
-    loaded = _modules_after("import desktop_app.qt.main_window")
-    assert "desktop_app.qt.kiosk" not in loaded
+    loaded = _modules_after("import desktop_app.qt.windows.main_window")
+    assert "desktop_app.qt.windows.kiosk" not in loaded
     assert "desktop_app.app.run" not in loaded

@@ -17,8 +17,8 @@ from desktop_app.core.overlay import patch_cells
 from desktop_app.core.sources import Frame
 from desktop_app.core.tiling import plan_layout
 from desktop_app.qt.compat import ensure_display
-from desktop_app.qt.widgets import FrameView, HeatMap
-from desktop_app.qt.workers import CameraWorker, DisplaySize, InferenceWorker, PreviewFrame
+from desktop_app.qt.views.widgets import FrameView, HeatMap
+from desktop_app.qt.workers.threads import CameraWorker, DisplaySize, InferenceWorker, PreviewFrame
 
 ensure_display()
 

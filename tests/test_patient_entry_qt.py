@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.app.services import build_services
 from desktop_app.core.settings import AppSettings
-from desktop_app.qt.main_window import MainWindow
+from desktop_app.qt.windows.main_window import MainWindow
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ from desktop_app.core.review import (
 )
 from desktop_app.core.settings import BODY_SITES
 from desktop_app.core.store import CaptureStore, reasons_named_in
-from desktop_app.qt.gallery import FILTERS, NEEDS_REVIEWER, describe
+from desktop_app.qt.views.gallery import FILTERS, NEEDS_REVIEWER, describe
 
 JARGON = ("quality", "threshold", "score", "focus", "needs 0", "exposure", "blur")
 

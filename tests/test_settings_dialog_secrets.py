@@ -8,7 +8,7 @@ from pathlib import Path
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.settings import AppSettings
-from desktop_app.qt.settings_dialog import SettingsDialog
+from desktop_app.qt.windows.settings_dialog import SettingsDialog
 
 
 def _dialog(qtbot: QtBot, **submission: str) -> SettingsDialog:

@@ -22,7 +22,7 @@ from desktop_app.app.services import AppServices, build_services
 from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.settings import AppSettings, load_settings
 from desktop_app.core.sources import FrameSource
-from desktop_app.qt.main_window import (
+from desktop_app.qt.windows.main_window import (
     CHECKING_PHOTO,
     HOT_FOLDER_WAITING,
     LOADING_MODEL,
@@ -437,6 +437,6 @@ def test_review_export_dialog_opens_in_documents(
         offered.append(str(args[2]))
         return "", ""  # the user cancels
 
-    monkeypatch.setattr("desktop_app.qt.gallery.QFileDialog.getSaveFileName", fake_dialog)
+    monkeypatch.setattr("desktop_app.qt.views.gallery.QFileDialog.getSaveFileName", fake_dialog)
     window.gallery._on_export_clicked()
     assert offered == [str(home / "Documents" / "reviewed.csv")]

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from desktop_app import __version__
 from desktop_app.app.services import AppServices, build_services, lock_data_home
 from desktop_app.qt.compat import ensure_display
-from desktop_app.qt.kiosk import KioskWindow
-from desktop_app.qt.main_window import MainWindow
-from desktop_app.qt.widgets import app_icon
+from desktop_app.qt.views.widgets import app_icon
+from desktop_app.qt.windows.kiosk import KioskWindow
+from desktop_app.qt.windows.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
 

@@ -151,7 +151,7 @@ def _open_window(
     from desktop_app.core.settings import AppSettings
     from desktop_app.core.sources import DemoSource
     from desktop_app.core.store import CaptureStore
-    from desktop_app.qt.main_window import MainWindow
+    from desktop_app.qt.windows.main_window import MainWindow
 
     settings = AppSettings(operator="bench", submission={"kind": "outbox"})
     store = CaptureStore(store_root)

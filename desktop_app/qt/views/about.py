@@ -8,7 +8,7 @@ from desktop_app import __version__
 from desktop_app.core.resources import resources_dir
 
 if TYPE_CHECKING:
-    from desktop_app.qt.workers import ModelInfo
+    from desktop_app.qt.workers.threads import ModelInfo
 
 
 def about_html(info: ModelInfo | None, model_loading: bool) -> str:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.app.services import AppServices
 from desktop_app.core.settings import BODY_SITES, AppSettings
-from desktop_app.qt.session import queue_summary
+from desktop_app.qt.workers.session import queue_summary
 
 BODY_SITE_PROMPT = "Choose the body site…"
 SIDE_PANEL_WIDTH = 340

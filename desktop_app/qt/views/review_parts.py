@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QCheckBox, QDialog, QVBoxLayout, QWidget
 
 from desktop_app.core.gating import guidance_for
 from desktop_app.core.store import CaptureRecord
-from desktop_app.qt.widgets import FrameView, HeatMap
+from desktop_app.qt.views.widgets import FrameView, HeatMap
 
 THUMB_SIZE = 160
 STATE_WORDS = {

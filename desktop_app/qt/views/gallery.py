@@ -47,7 +47,6 @@ from desktop_app.core.review import (
 from desktop_app.core.settings import BODY_SITES, AppSettings
 from desktop_app.core.store import CaptureRecord, CaptureStore, StorageError, utc_now
 from desktop_app.core.submission import QueueStatus
-from desktop_app.qt.session import CaptureSession
 from desktop_app.qt.views.review_parts import (
     THUMB_SIZE,
     ImageViewer,
@@ -55,7 +54,8 @@ from desktop_app.qt.views.review_parts import (
     details_html,
     load_thumbnail,
 )
-from desktop_app.qt.widgets import FrameView, HeatMap
+from desktop_app.qt.views.widgets import FrameView, HeatMap
+from desktop_app.qt.workers.session import CaptureSession
 
 logger = logging.getLogger(__name__)
 

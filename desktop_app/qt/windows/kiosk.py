@@ -43,9 +43,9 @@ from desktop_app.core.kiosk_flow import (
     live_step,
     verdict_for,
 )
-from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.session import make_session, start_session
+from desktop_app.qt.views.live_view import LiveCaptureView
 from desktop_app.qt.views.pin_pad import TOUCH_HEIGHT, ActivityFilter, PinPad
+from desktop_app.qt.workers.session import make_session, start_session
 
 logger = logging.getLogger(__name__)
 

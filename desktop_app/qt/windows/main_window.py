@@ -29,18 +29,18 @@ from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_re
 from desktop_app.core.settings import AppSettings, SettingsChanges, save_settings
 from desktop_app.core.submission import QueueStatus
 from desktop_app.core.submission.dicom import validate_patient_fields
-from desktop_app.qt.live_view import LiveCaptureView
-from desktop_app.qt.session import make_session, queue_summary, start_session
 from desktop_app.qt.views.about import about_html
+from desktop_app.qt.views.live_view import LiveCaptureView
 from desktop_app.qt.views.menus import add_staff_menus
 from desktop_app.qt.views.patient_panel import StaffSidePanel
+from desktop_app.qt.views.widgets import STATE_COLOURS, app_icon
 from desktop_app.qt.views.window_geometry import (
     MIN_WINDOW_SIZE,
     PREFERRED_WINDOW_SIZE,
     fitted_window_size,
     set_elided,
 )
-from desktop_app.qt.widgets import STATE_COLOURS, app_icon
+from desktop_app.qt.workers.session import make_session, queue_summary, start_session
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.side_scroll)
         self.tabs.addTab(capture_tab, "Capture")
 
-        from desktop_app.qt.gallery import GalleryWidget
+        from desktop_app.qt.views.gallery import GalleryWidget
 
         self.gallery = GalleryWidget(self.services.store, self.session, self.settings)
         if self.services.store_error:
@@ -558,7 +558,7 @@ class MainWindow(QMainWindow):
     # ---- settings --------------------------------------------------------------------------
     @Slot()
     def _on_open_settings(self) -> None:
-        from desktop_app.qt.settings_dialog import SettingsDialog
+        from desktop_app.qt.windows.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, self.session, self)
         if dialog.exec():

@@ -36,7 +36,7 @@ from desktop_app.core.sources import COMMON_RESOLUTIONS, list_cameras
 from desktop_app.core.submission import make_target
 from desktop_app.core.submission.credentials import secret_store_status
 from desktop_app.core.submission.dicom import validate_patient_fields
-from desktop_app.qt.session import CaptureSession
+from desktop_app.qt.workers.session import CaptureSession
 
 AUTO_CAMERA = "Automatic (first camera, else demo feed)"
 DEMO = "Demo feed (no camera)"

@@ -18,9 +18,9 @@ from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.cues import GUIDE_RADIUS
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState, GateView
 from desktop_app.core.inference import QualityResult
-from desktop_app.qt.session import CaptureSession
-from desktop_app.qt.widgets import STATE_COLOURS, FrameView, HeatMap, ScoreBar
-from desktop_app.qt.workers import LiveScore, PreviewFrame
+from desktop_app.qt.views.widgets import STATE_COLOURS, FrameView, HeatMap, ScoreBar
+from desktop_app.qt.workers.session import CaptureSession
+from desktop_app.qt.workers.threads import LiveScore, PreviewFrame
 
 PRACTICE_BANNER = (
     "DEMO / REPLAY - not a camera. Photos taken from this feed are kept for practice and are "

@@ -24,7 +24,7 @@ from desktop_app.core.sources import Frame, FrameSource, source_label
 from desktop_app.core.store import CaptureRecord, CaptureStore
 from desktop_app.core.submission import QueueStatus, SubmissionQueue
 from desktop_app.core.submission.policy import is_practice_source, submit_blocker
-from desktop_app.qt.workers import (
+from desktop_app.qt.workers.threads import (
     CameraWorker,
     CaptureRequest,
     DisplaySize,
