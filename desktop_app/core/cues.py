@@ -214,6 +214,21 @@ class CueAnalyzer:
     def sharpness_reference(self) -> float:
         return self._reference
 
+    def _blur_ratio(self, sharpness: float, exposure_ok: bool, timestamp: float) -> float:
+        """This frame's sharpness over the running sharp reference (1.0 until there is one). The
+        reference follows the sharpest well-exposed frame and fades with a half-life, so a new
+        scene that is less detailed stops reading as blurred after a few seconds."""
+        th = self.thresholds
+        if self._reference > 0.0:
+            dt = max(0.0, timestamp - self._reference_at)
+            decayed = self._reference * 0.5 ** (dt / th.reference_half_life_s)
+        else:
+            decayed = 0.0
+        self._reference = sharpness if exposure_ok and sharpness >= decayed else decayed
+        self._reference_at = timestamp
+        reference = self._reference
+        return sharpness / reference if reference >= th.min_reference else 1.0
+
     def analyse(self, image: np.ndarray, colour_order: str, timestamp: float) -> FrameCues:
         """Cues for one uint8 ``[H, W, 3]`` frame in ``colour_order`` ("RGB" or "BGR") taken at
         ``timestamp`` (seconds, monotonic)."""
@@ -249,18 +264,7 @@ class CueAnalyzer:
         dark = mean < th.dark_mean or p95 < th.dark_p95
         glary = glare_fraction >= th.glare_fraction or clipped >= th.clipped_fraction
         exposure_ok = not dark and not glary
-        if self._reference > 0.0:
-            dt = max(0.0, timestamp - self._reference_at)
-            decayed = self._reference * 0.5 ** (dt / th.reference_half_life_s)
-        else:
-            decayed = 0.0
-        if exposure_ok and sharpness >= decayed:
-            self._reference = sharpness
-        else:
-            self._reference = decayed
-        self._reference_at = timestamp
-        reference = self._reference
-        blur_ratio = sharpness / reference if reference >= th.min_reference else 1.0
+        blur_ratio = self._blur_ratio(sharpness, exposure_ok, timestamp)
         blob = find_lesion_blob(_small(small, BLOB_WIDTH), th.blob_min_contrast)
         problem: str | None = None
         if dark:

@@ -234,25 +234,7 @@ def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str,
                 cues_per_frame_p90_ms=round(percentile(cue_ms, 90), 2),
             )
 
-        latencies: list[float] = []
-        worker_ms: list[float] = []
-        for _ in range(CAPTURES):
-            _spin(0.3)
-            start = time.perf_counter()
-            if not session.capture():
-                continue
-            if _spin_until(lambda: window.outcome is not None, 30.0):
-                latencies.append((time.perf_counter() - start) * 1000.0)
-                worker_ms.append(window.outcome.elapsed_ms)
-            window._on_retake_clicked()
-        if latencies:
-            report.update(
-                capture_to_verdict_first_ms=round(latencies[0], 1),
-                capture_to_verdict_median_ms=round(statistics.median(latencies), 1),
-                capture_to_verdict_max_ms=round(max(latencies), 1),
-                capture_score_and_store_median_ms=round(statistics.median(worker_ms), 1),
-                captures=len(latencies),
-            )
+        report.update(measure_capture_latency(window))
         info = session.model_info
         if info is not None:
             report.update(model=f"{info.name} {info.version} ({info.precision})")
@@ -263,6 +245,32 @@ def run_gui_bench(model_path: Path, cue_cycles: float = CUE_CYCLES) -> dict[str,
         report["shutdown_clean"] = bool(window.closed_cleanly)
         report.update(measure_idle_cpu(model_path, Path(tmp) / "idle-store"))
     return report
+
+
+def measure_capture_latency(window: Any) -> dict[str, Any]:
+    """Press Capture ``CAPTURES`` times on the open window; the first, median and worst time
+    from the press to the verdict on screen, and the worker's own score-and-store time."""
+    session = window.session
+    latencies: list[float] = []
+    worker_ms: list[float] = []
+    for _ in range(CAPTURES):
+        _spin(0.3)
+        start = time.perf_counter()
+        if not session.capture():
+            continue
+        if _spin_until(lambda: window.outcome is not None, 30.0):
+            latencies.append((time.perf_counter() - start) * 1000.0)
+            worker_ms.append(window.outcome.elapsed_ms)
+        window._on_retake_clicked()
+    if not latencies:
+        return {}
+    return {
+        "capture_to_verdict_first_ms": round(latencies[0], 1),
+        "capture_to_verdict_median_ms": round(statistics.median(latencies), 1),
+        "capture_to_verdict_max_ms": round(max(latencies), 1),
+        "capture_score_and_store_median_ms": round(statistics.median(worker_ms), 1),
+        "captures": len(latencies),
+    }
 
 
 def measure_cue_latency(window: Any, cycles: float) -> dict[str, Any]:
