@@ -136,3 +136,27 @@ def test_a_new_verdict_goes_to_the_model_at_once_and_cancels_the_old_run(qtbot: 
     assert cancelled == [True]
     worker._publish(Frame(dark, "RGB", 3, 10.566, "still"))  # the same dark view: not again
     assert inference.take() is None
+
+
+def test_no_frame_cues_are_computed_while_the_model_is_paused(qtbot: QtBot) -> None:
+    """During a capture check the camera thread leaves the CPU to it: previews only."""
+    from desktop_app.core.demo_scene import render_skin
+
+    previews: LatestSlot[PreviewFrame] = LatestSlot()
+    worker = CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        previews,
+        LatestSlot[Frame](),
+        DisplaySize(),
+    )
+    still = render_skin(180, 320, seed=3)
+    worker.inference_paused.set()
+    worker._publish(Frame(still, "RGB", 0, 100.0, "still"))
+    preview = previews.take()
+    assert preview is not None and preview.cues is None
+    assert len(worker.cue_ms) == 0
+    worker.inference_paused.clear()
+    worker._publish(Frame(still, "RGB", 1, 100.1, "still"))
+    preview = previews.take()
+    assert preview is not None and preview.cues is not None
+    assert len(worker.cue_ms) == 1

@@ -212,13 +212,16 @@ class CameraWorker(QObject):
         code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
         display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
         cues: FrameCues | None = None
-        try:
-            cues = self.cues.analyse(frame.image, frame.colour_order, frame.timestamp)
-            self.cue_ms.append(cues.compute_ms)
-        except Exception:  # a cue bug must not stop the preview (the model still gates)
-            if not self._cue_failed:
-                logger.exception("frame cues failed")
-            self._cue_failed = True
+        # While the model is paused (a capture is being checked, the kiosk waits for a patient)
+        # nobody reads the cues: their ~5 ms a frame goes to the capture check instead.
+        if not self.inference_paused.is_set():
+            try:
+                cues = self.cues.analyse(frame.image, frame.colour_order, frame.timestamp)
+                self.cue_ms.append(cues.compute_ms)
+            except Exception:  # a cue bug must not stop the preview (the model still gates)
+                if not self._cue_failed:
+                    logger.exception("frame cues failed")
+                self._cue_failed = True
         if self.preview_slot.put(PreviewFrame(frame, display, cues)):
             self.sig_preview_ready.emit()
         if self.inference_paused.is_set():
