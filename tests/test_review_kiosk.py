@@ -381,6 +381,8 @@ def test_kiosk_rejection_points_at_its_step_in_plain_words(
     assert not any(word in shown.lower() for word in JARGON)
     # no score bar or staff cue for patients
     assert not kiosk.live.score_bar.isVisible() and not kiosk.live.guidance.isVisible()
+    # the heat map's legend speaks plain words too
+    assert not any(word in kiosk.live.frame_view.legend_text.lower() for word in JARGON)
     assert outcome.record is not None and outcome.record.info.body_site == "Lower leg (left)"
 
 

@@ -18,7 +18,14 @@ from desktop_app.core.capture import CaptureOutcome
 from desktop_app.core.cues import GUIDE_RADIUS
 from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState, GateView
 from desktop_app.core.inference import QualityResult
-from desktop_app.qt.views.widgets import STATE_COLOURS, FrameView, HeatMap, ScoreBar
+from desktop_app.qt.views.widgets import (
+    PATIENT_LEGEND,
+    STAFF_LEGEND,
+    STATE_COLOURS,
+    FrameView,
+    HeatMap,
+    ScoreBar,
+)
 from desktop_app.qt.workers.session import CaptureSession
 from desktop_app.qt.workers.threads import LiveScore, PreviewFrame
 
@@ -35,7 +42,8 @@ class LiveCaptureView(QWidget):
         super().__init__()
         self.session = session
         self.large = large
-        self.frame_view = FrameView()
+        # patients (the kiosk's large view) get plain words, not "threshold"
+        self.frame_view = FrameView(legend_text=PATIENT_LEGEND if large else STAFF_LEGEND)
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setObjectName("banner")

@@ -19,6 +19,8 @@ from desktop_app.core.overlay import (
 from desktop_app.core.resources import app_icon_path
 from desktop_app.core.tiling import PatchLayout
 
+STAFF_LEGEND = "outlined: below the quality threshold"
+PATIENT_LEGEND = "outlined: parts of the picture that are not clear enough"
 OUTLINE_WIDTH = 3.0  # device pixels: the poor regions' outline (the skin inside is not tinted)
 GUIDE_COLOURS = {True: QColor(90, 220, 120, 200), False: QColor(255, 255, 255, 170)}
 
@@ -73,8 +75,14 @@ class FrameView(QWidget):
 
     sig_resized = Signal(int, int)
 
-    def __init__(self, parent: QWidget | None = None, legend: bool = True) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        legend: bool = True,
+        legend_text: str = STAFF_LEGEND,
+    ) -> None:
         super().__init__(parent)
+        self.legend_text = legend_text
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 180)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -236,7 +244,7 @@ class FrameView(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
-        text = "outlined: below the quality threshold"
+        text = self.legend_text
         w = painter.fontMetrics().horizontalAdvance(text) + 46
         box = QRect(target.left() + pad, target.bottom() - pad - 26, w, 26)
         painter.setPen(Qt.PenStyle.NoPen)
