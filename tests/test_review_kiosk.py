@@ -41,6 +41,7 @@ from desktop_app.core.kiosk_flow import (
     PATIENT_PHRASES,
     STEP_AIM,
     STEP_HOLD,
+    STEP_NONE,
     STEP_SEND,
     STEP_UNCOVER,
     STEPS,
@@ -425,6 +426,8 @@ def test_kiosk_words_and_steps_in_core() -> None:
     good = verdict_for(True, 0.97, {}, True, True)
     assert good.step == STEP_SEND and good.good and not re.search(r"\d", good.message)
     assert verdict_for(False, math.nan, {}, True, False).step == STEP_SEND
+    # a good practice (demo) photo cannot be sent: no step points at "press Send"
+    assert verdict_for(True, 0.97, {}, True, False).step == STEP_NONE
     view = GateView(GateState.RETAKE, 0.3, 0.3, 0.65, "Hold steady / focus", reason="blur")
     assert live_step(view) == STEP_HOLD and live_message(view) == PATIENT_PHRASES["blur"]
     assert KIOSK_BODY_SITES == BODY_SITES

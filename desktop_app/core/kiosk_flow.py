@@ -26,6 +26,7 @@ STEP_UNCOVER = 0
 STEP_AIM = 1
 STEP_HOLD = 2
 STEP_SEND = 3
+STEP_NONE = -1  # no step is highlighted (e.g. a practice photo: there is nothing to send)
 STEPS: tuple[str, ...] = (
     "Uncover the skin and hold the camera about a hand's width away.",
     "Put the spot in the middle of the picture. Good light, no shadow.",
@@ -134,7 +135,7 @@ def verdict_for(
     if accepted and sendable:
         return KioskVerdict(STEP_SEND, OUTCOME_GOOD, True)
     if accepted:  # a practice feed: good, but it is not sent
-        return KioskVerdict(STEP_SEND, "Good photo (practice only: it is not sent).", False)
+        return KioskVerdict(STEP_NONE, "Good photo (practice only: it is not sent).", False)
     reason = top_reason(reasons)
     advice = patient_phrase(reason)
     return KioskVerdict(step_for_reason(reason), OUTCOME_RETRY.format(advice=advice), False)
