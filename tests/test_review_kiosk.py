@@ -243,6 +243,8 @@ def test_review_send_of_a_practice_photo_stays_off(
     capture = _add(store, 5, patient_ref="", body_site="", source="demo")
     gallery = window.gallery
     gallery.filter_combo.setCurrentText("Accepted, not sent")
+    assert not gallery.select(capture)  # it can never be sent: not listed as waiting to be sent
+    gallery.filter_combo.setCurrentText("All")
     assert gallery.select(capture)
     gallery.reviewer_edit.setText("Dr Derm")
     gallery.patient_edit.setText("ENC-1")

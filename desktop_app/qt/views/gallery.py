@@ -42,6 +42,7 @@ from desktop_app.core.review import (
     override_blocker,
     quit_warning,
     send_blocker,
+    unsent_accepted,
     unsent_accepted_in_store,
 )
 from desktop_app.core.settings import BODY_SITES, AppSettings
@@ -63,9 +64,10 @@ REASON_PROMPT = "Why is the photo usable? (required)"
 SITE_PROMPT = "Choose the body site…"
 NO_DIALOGS_ENV = "SKIN_CAPTURE_NO_DIALOGS"
 NEEDS_REVIEWER = "Enter your name as reviewer to review captures."
+UNSENT_FILTER = "Accepted, not sent"
 FILTERS: dict[str, tuple[str, ...] | None] = {
     "Rejected (to review)": ("rejected", "captured"),
-    "Accepted, not sent": ("accepted", "overridden"),
+    UNSENT_FILTER: ("accepted", "overridden"),
     "Overridden": ("overridden",),
     "Sent / queued": ("queued", "submitted", "failed"),
     "All": None,
@@ -256,6 +258,8 @@ class GalleryWidget(QWidget):
         except StorageError as exc:
             self.action_message.setText(str(exc))
             return
+        if self.filter_combo.currentText() == UNSENT_FILTER:
+            records = unsent_accepted(records)  # practice photos can never be sent: not listed
         keep = self.current.id if self.current is not None else None
         self.records = {r.id: r for r in records}
         self.list.blockSignals(True)
