@@ -15,6 +15,7 @@ from desktop_app.core.sources.base import (
     Frame,
     FrameSource,
     FrameSourceError,
+    ReportsProblems,
     SourceKind,
     SourceLostError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "HotFolderWatcher",
     "OpenCVCamera",
     "ReplaySource",
+    "ReportsProblems",
     "ResilientSource",
     "SourceKind",
     "SourceLostError",

@@ -79,6 +79,14 @@ class Frame:
 
 
 @runtime_checkable
+class ReportsProblems(Protocol):
+    """A source that reports files it could not read while it goes on (the hot folder): whoever
+    runs it sets ``on_problem`` to show the plain-words message."""
+
+    on_problem: Callable[[str], None]
+
+
+@runtime_checkable
 class FrameSource(Protocol):
     """The interface every picture source follows (one reading thread per source)."""
 

@@ -32,7 +32,7 @@ from desktop_app.core.cues import CueAnalyzer, FrameCues, view_difference
 from desktop_app.core.inference import QualityEngine, QualityResult, describe_model_error
 from desktop_app.core.mailbox import LatestSlot
 from desktop_app.core.model_meta import ModelContractError
-from desktop_app.core.sources import Frame, FrameSource, ResilientSource
+from desktop_app.core.sources import Frame, FrameSource, ReportsProblems, ResilientSource
 from desktop_app.core.store import CaptureStore, StorageError, prepare_image_bytes
 from desktop_app.core.submission import SubmissionQueue
 
@@ -109,7 +109,15 @@ def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]
     return (max(1, round(width * scale)), max(1, round(height * scale)))
 
 
-class CameraWorker(QObject):
+class StoppableWorker(QObject):
+    """What :class:`WorkerThread` runs: a QObject whose ``request_stop`` (called from the GUI
+    thread) makes its queued and running work end soon."""
+
+    def request_stop(self) -> None:
+        raise NotImplementedError
+
+
+class CameraWorker(StoppableWorker):
     """Reads a source in a loop on its thread.
 
     Live frames go to the preview mailbox (scaled to the view and converted to RGB here, off the
@@ -139,7 +147,7 @@ class CameraWorker(QObject):
         cues: CueAnalyzer | None = None,
     ) -> None:
         super().__init__()
-        if hasattr(source, "on_problem"):
+        if isinstance(source, ReportsProblems):  # e.g. the hot folder's unreadable files
             source.on_problem = self.sig_problem.emit
         self.source = ResilientSource(source, self.sig_status.emit, retry_interval_s)
         self.preview_slot = preview_slot
@@ -266,7 +274,7 @@ class CameraWorker(QObject):
             self.sig_inference_ready.emit()
 
 
-class InferenceWorker(QObject):
+class InferenceWorker(StoppableWorker):
     """Owns the quality engine; scores the newest live frame, captures and gallery images."""
 
     sig_model_ready = Signal(object)  # ModelInfo
@@ -289,6 +297,10 @@ class InferenceWorker(QObject):
         self.warm_frame_hw = (720, 1280)  # the frame size the capture path is warmed up with
         self.warm_up_ms = 0.0
 
+
+    def request_stop(self) -> None:
+        """Called from the GUI thread at shutdown: queued work is dropped from now on."""
+        self.stopping = True
     @Slot(str, str, bool)
     def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
         self.engine = None
@@ -431,7 +443,7 @@ class InferenceWorker(QObject):
         self.sig_image_scored.emit(key, result)
 
 
-class SubmissionWorker(QObject):
+class SubmissionWorker(StoppableWorker):
     """Runs ``SubmissionQueue.process_pending`` passes in its thread when asked.
 
     The periodic ask comes from a timer in the GUI thread (no timer lives in this thread, so
@@ -500,7 +512,7 @@ class WorkerThread:
     :func:`lower_current_thread_priority`).
     """
 
-    def __init__(self, worker: QObject, name: str, niceness: int = 0) -> None:
+    def __init__(self, worker: StoppableWorker, name: str, niceness: int = 0) -> None:
         self.worker = worker
         self.thread = QThread()
         self.thread.setObjectName(name)
@@ -516,10 +528,7 @@ class WorkerThread:
 
     def stop(self, timeout_ms: int = 10_000) -> bool:
         """Stop cleanly; True when the thread has finished within ``timeout_ms``."""
-        if hasattr(self.worker, "request_stop"):
-            self.worker.request_stop()
-        if hasattr(self.worker, "stopping"):
-            self.worker.stopping = True
+        self.worker.request_stop()
         self.thread.quit()
         finished = bool(self.thread.wait(timeout_ms))
         if not finished:
