@@ -3,13 +3,17 @@ output images keep their source's size. The end-to-end build needs ../shared."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import hashlib
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from model_export.data import build_data, build_plan
+from model_export.data import build_data, build_plan, raters
 from model_export.data import degradations as deg
 
 
@@ -187,3 +191,76 @@ def test_recipe_set_v3_adds_shadow_and_haze_on_top_of_v2() -> None:
     assert set(v3) - set(v2) == {"cast_shadow", "lens_haze"}
     assert all(v3[name] == weight for name, weight in v2.items())
     assert all(name in deg.FAULTS for name in v3)
+
+
+def _fingerprint(value: object) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
+def test_recipe_set_v3_and_its_seeded_plan_are_unchanged() -> None:
+    # builds with v3 (the default) must reproduce exactly: its faults, order and weights, the
+    # recipes it draws for a seed and the plan of a seeded build stay as they were before v4
+    assert list(build_plan.RECIPE_SETS["v3"].items()) == [
+        *build_plan.RECIPE_SETS["v2"].items(),
+        ("cast_shadow", 0.6),
+        ("lens_haze", 0.6),
+    ]
+    assert list(build_plan.RECIPE_SETS["v2"].items())[-3:] == [
+        ("pixelation", 0.6),
+        ("tone_dark", 0.6),
+        ("levels_bright", 0.6),
+    ]
+    assert build_plan.DEFAULT_RECIPES == "v3"
+    rng = np.random.default_rng(0)
+    recipes = [build_plan.draw_recipe(rng, True, build_plan.RECIPE_SETS["v3"]) for _ in range(500)]
+    assert _fingerprint([[n, round(s, 6)] for r in recipes for n, s in r]) == "4a0c53d29ce7967b"
+    pools = build_plan.split_sources(fake_manifest(), set(), np.random.default_rng(0), 0.25)
+    items = build_plan.plan(pools, {"train": 60, "val": 20}, np.random.default_rng(1))
+    planned = [
+        [i.split, i.source_path, [[n, round(s, 6)] for n, s in i.recipe], i.seed] for i in items
+    ]
+    assert _fingerprint(planned) == PLAN_V3_FINGERPRINT
+
+
+PLAN_V3_FINGERPRINT = "ce40b549fee99987"
+
+
+def test_recipe_set_v4_adds_the_three_new_families_on_top_of_v3() -> None:
+    v3, v4 = build_plan.RECIPE_SETS["v3"], build_plan.RECIPE_SETS["v4"]
+    assert list(v4.items())[: len(v3)] == list(v3.items())
+    assert {n: w for n, w in v4.items() if n not in v3} == {
+        "recompression_chain": 0.6,
+        "sheen": 0.6,
+        "cut_off": 0.6,
+    }
+    assert all(name in deg.FAULTS for name in v4)
+    rng = np.random.default_rng(0)
+    drawn = {n for _ in range(3000) for n, _ in build_plan.draw_recipe(rng, True, v4)}
+    assert {"recompression_chain", "sheen", "cut_off"} <= drawn
+
+
+def test_cli_accepts_recipe_set_v4() -> None:
+    parser = argparse.ArgumentParser()
+    build_data.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["build-data", "--shared", "s", "--out", "o", "--recipes", "v4", "--only-faults", "sheen"]
+    )
+    assert args.recipes == "v4" and args.only_faults == ["sheen"]
+    assert build_data._recipe_weights("v4", ["sheen", "cut_off"]) == {"sheen": 0.6, "cut_off": 0.6}
+
+
+def test_a_cut_off_without_a_subject_is_skipped_not_written(tmp_path: Path) -> None:
+    flat = np.full((64, 96, 3), (90, 120, 160), np.uint8)  # no skin, nothing to cut off
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "a.png"), flat)
+    (tmp_path / "out" / "images" / "train").mkdir(parents=True)
+    model = raters.RaterModel(
+        curves={f: (100.0, 1.0) for f in set(raters.CURVE_OF_FAMILY.values())},  # no drop
+        bias=[0.0] * 4,
+        sigma=[0.5] * 4,
+    )
+    build_data._init_worker(str(tmp_path), str(tmp_path / "out"), model.to_json())
+    item = build_plan.Item(0, "train", "dermnet", "src/a.png", "", [("cut_off", 0.8)], 3)
+    record = build_data.process_item(item)
+    assert record == {"skipped": "no subject found", "source_path": "src/a.png", "fault": "cut_off"}
+    assert not list((tmp_path / "out" / "images" / "train").iterdir())

@@ -26,6 +26,7 @@ import logging
 import math
 import multiprocessing as mp
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def apply_recipe(
         fn = scene_faults.reframe if name == "reframe" else deg.FAULTS[name]
         result = fn(current, severity, rng, mask)
         # geometric faults move the lesion; later faults should not use a stale mask
-        if name in ("off_centre", "zoom_out", "reframe"):
+        if name in ("off_centre", "zoom_out", "reframe", "cut_off"):
             mask = None
         current = result.image
         components.extend(result.components)
@@ -91,7 +92,8 @@ def apply_recipe(
 
 
 def process_item(item: Item) -> dict[str, Any] | None:
-    """Degrade, rate and write one image; None when its original is screened out."""
+    """Degrade, rate and write one image; a ``screened`` record when its original is screened
+    out, a ``skipped`` one when a fault could not apply (its params carry ``skip``)."""
     from desktop_app.core.image_io import load_rgb
 
     shared: Path = _WORKER["shared"]
@@ -109,12 +111,16 @@ def process_item(item: Item) -> dict[str, Any] | None:
             mask = None
     rng = np.random.default_rng(item.seed)
     degraded, components, params = apply_recipe(image, item.recipe, rng, mask)
+    skip = next((step["skip"] for step in params if "skip" in step), None)
+    if skip is not None:  # e.g. cut_off found no subject to cut: the item would be mislabelled
+        fault = "+".join(name for name, _ in item.recipe)
+        return {"skipped": skip, "source_path": item.source_path, "fault": fault}
     # a FUSeg photo's own lesion size is a (mild) distance fault; crops enlarge the lesion,
     # a zoom-out reports its own distance
     distance = scene_faults.lesion_distance(mask)
     if distance is not None and all(step["fault"] != "zoom_out" for step in params):
         for step in params:
-            if step["fault"] in ("reframe", "off_centre"):
+            if step["fault"] in ("reframe", "off_centre", "cut_off"):
                 distance += math.log2(step["zoom"])
         components.append(("distance", distance))
     ratings, reasons, mu = model.rate(mu0, components, rng)
@@ -198,7 +204,8 @@ def build(
 
     results = _process_items(items, workers, (str(shared_data), str(out), model.to_json()))
     screened = [r for r in results if r.get("screened")]
-    rows = [r for r in results if not r.get("screened")]
+    skipped = [r for r in results if r.get("skipped")]
+    rows = [r for r in results if not r.get("screened") and not r.get("skipped")]
     kept, dropped_for_other_val = _keep_requested(rows, n_train, n_val, exclude_val_of, out)
 
     with open(out / "dataset.csv", "w", newline="") as fh:
@@ -213,6 +220,10 @@ def build(
         "workers": min(workers, 2),
     }
     summary["excluded_rated_sources"] = len(excluded)
+    summary["skipped_items"] = {  # a fault that could not apply (cut_off: no subject found)
+        "n": len(skipped),
+        "reasons": dict(Counter(str(r["skipped"]) for r in skipped)),
+    }
     summary["recipes"] = {"set": recipes, "only_faults": list(only_faults or [])}
     summary["val_split_name"] = val_split_name
     if exclude_val_of is not None:
@@ -393,7 +404,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--recipes",
         choices=sorted(RECIPE_SETS),
         default=DEFAULT_RECIPES,
-        help="fault recipe set (v1: the data of models up to 1.2.0)",
+        help="fault recipe set (v1: the data of models up to 1.2.0; v4 adds chat-app "
+        "recompression, sheen and cut-off findings)",
     )
     parser.add_argument(
         "--only-faults",

@@ -37,6 +37,9 @@ P_COMBO = 0.20
 # passed), darkening by a tone curve without extra noise, and washout by sRGB gain + offset.
 # v3 adds two everyday faults no earlier set or rated photo had, chosen for plausibility and not
 # from any validation result: a shadow cast across the subject and a smudged (hazy) lens.
+# v4 adds three families that the rated2 photos show matter and no earlier set simulated:
+# chat-app forwarding (repeated shrink + 4:2:0 JPEG), broad specular sheen on oily/moist skin
+# and the finding cut off at the frame's edge also without a lesion mask (see v4_faults).
 RECIPE_SETS: dict[str, dict[str, float]] = {
     "v1": {
         "defocus": 1.2,
@@ -55,7 +58,8 @@ RECIPE_SETS: dict[str, dict[str, float]] = {
 }
 RECIPE_SETS["v2"] = {**RECIPE_SETS["v1"], "pixelation": 0.6, "tone_dark": 0.6, "levels_bright": 0.6}
 RECIPE_SETS["v3"] = {**RECIPE_SETS["v2"], "cast_shadow": 0.6, "lens_haze": 0.6}
-DEFAULT_RECIPES = "v3"
+RECIPE_SETS["v4"] = {**RECIPE_SETS["v3"], "recompression_chain": 0.6, "sheen": 0.6, "cut_off": 0.6}
+DEFAULT_RECIPES = "v3"  # no model has been trained on v4 yet
 DERMNET_SHARE = 0.55
 OVERSAMPLE = 1.08  # screened-out originals are dropped; plan a few extra items
 

@@ -52,6 +52,7 @@ from model_export.data.scene_faults import (
     off_centre,
     zoom_out,
 )
+from model_export.data.v4_faults import cut_off, recompression_chain, sheen
 
 # The contract's canonical reason names (one source of truth: the model metadata schema).
 REASONS: tuple[str, ...] = REASON_NAMES_V1
@@ -369,6 +370,10 @@ FAULTS: dict[str, FaultFn] = {
     # recipe set v3
     "cast_shadow": cast_shadow,
     "lens_haze": lens_haze,
+    # recipe set v4
+    "recompression_chain": recompression_chain,
+    "sheen": sheen,
+    "cut_off": cut_off,
 }
 
 # Faults that really happen together (order = order of application: scene/optics, then sensor,

@@ -172,12 +172,12 @@ def sheen(
     """Broad specular sheen on oily or moist skin (a window or ceiling light mirrored by the
     skin's surface film, not a flash hot-spot): 1..3 large soft patches with ragged outlines,
     centred in the subject (the lesion mask, else :func:`estimate_subject`, else the middle of
-    the frame) and kept to skin-coloured pixels, together about
-    8..70 % (rising with s) of the subject's area or of a quarter of the frame, whichever is
-    larger (the film spreads beyond a small wound). In linear light the diffuse image under a
-    patch loses local contrast (blended towards its local mean: the film hides the texture), and
-    near-white light of peak 0.2..1.6 x white is added, broken up by the skin's micro-relief. ``image`` uint8 RGB ``[H, W, 3]``, ``mask``
-    ``[H, W]``; same shape out.
+    the frame) and kept to skin-coloured pixels, together about 8..70 % (rising with s) of the
+    subject's area or of a quarter of the frame, whichever is larger (the film spreads beyond a
+    small wound). In linear light the diffuse image under a patch loses local contrast (blended
+    towards its local mean: the film hides the texture), and near-white light of peak 0.2..1.6
+    x white is added, broken up by the skin's micro-relief. ``image`` uint8 RGB ``[H, W, 3]``,
+    ``mask`` ``[H, W]``; same shape out.
 
     Components: glare (new hot-spot fraction) and bright (washout). Own strength: share of the
     subject whose luminance rose by > 0.03 linear times the mean rise there."""
@@ -247,9 +247,9 @@ def estimate_subject(image: np.ndarray) -> np.ndarray | None:
 
     Only skin-coloured pixels (the YCrCb skin box of the build's cues) count. In CIELAB, each
     one's extra chroma and half its darkness relative to the median skin pixel (the surrounding
-    skin) add up to a lesion score (smoothed); Otsu's threshold over the skin pixels splits it, and the
-    largest connected component is the subject if it covers 0.5..40 % of the frame and stands
-    out from the rest by a score of at least 6 (about a Delta E of 6)."""
+    skin) add up to a lesion score (smoothed); Otsu's threshold over the skin pixels splits it,
+    and the largest connected component is the subject if it covers 0.5..40 % of the frame and
+    stands out from the other skin by a score of at least 6 (about a Delta E of 6)."""
     h, w = image.shape[:2]
     skin = _skin_pixels(image)
     if float(skin.mean()) < 0.2:  # hardly any skin in view: nothing to compare a lesion with
@@ -257,10 +257,12 @@ def estimate_subject(image: np.ndarray) -> np.ndarray | None:
     lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     lightness = lab[:, :, 0]
     chroma = np.hypot(lab[:, :, 1], lab[:, :, 2])
-    score = 0.5 * (float(np.median(lightness[skin])) - lightness) + (
+    raw = 0.5 * (float(np.median(lightness[skin])) - lightness) + (
         chroma - float(np.median(chroma[skin]))
     )
-    score = cv2.GaussianBlur(score, (0, 0), 0.01 * max(h, w) + 0.5)
+    score = np.asarray(
+        cv2.GaussianBlur(raw.astype(np.float32), (0, 0), 0.01 * max(h, w) + 0.5), np.float32
+    )
     values = score[skin]
     lo, hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
     if hi - lo < 1e-3:
@@ -313,7 +315,7 @@ def cut_off(
     strength: the share of the (estimated) subject outside the frame."""
     h, w = image.shape[:2]
     estimated = mask is None or not np.any(mask > 0)
-    subject = estimate_subject(image) if estimated else np.asarray(mask > 0)
+    subject = estimate_subject(image) if mask is None or estimated else np.asarray(mask > 0)
     if subject is None:
         return Degraded(image.copy(), "cut_off", [], {"skip": NO_SUBJECT})
     total = float(np.count_nonzero(subject))
