@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.model_meta import REASON_NAMES_V1
 from model_export.data import degradations as deg
-from model_export.data import fault_kit, scene_faults
+from model_export.data import fault_kit, scene_faults, v4_faults
 
 H, W = 120, 200
 
@@ -296,3 +297,150 @@ def test_shadow_and_haze_accept_a_black_frame() -> None:
         result = deg.FAULTS[name](black, 0.7, np.random.default_rng(0), None)
         assert result.image.shape == black.shape
         assert all(np.isfinite(x) for _, x in result.components)
+
+
+# ---------------------------------------------------------------------------------------------
+# recipe set v4: chat-app recompression, sheen, cut-off findings
+# ---------------------------------------------------------------------------------------------
+V4_FAULTS = ("recompression_chain", "sheen", "cut_off")
+
+
+def _big_skin_photo() -> tuple[np.ndarray, np.ndarray]:
+    """A 320x480 version of :func:`make_skin_photo` (chat apps shrink: room for several rounds)."""
+    image, mask = make_skin_photo(4)
+    return (
+        cv2.resize(image, (480, 320), interpolation=cv2.INTER_CUBIC),
+        cv2.resize(mask, (480, 320), interpolation=cv2.INTER_NEAREST),
+    )
+
+
+@pytest.mark.parametrize("name", V4_FAULTS)
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_v4_faults_are_deterministic_and_keep_size_and_dtype(name: str, with_mask: bool) -> None:
+    image, mask = _big_skin_photo()
+    m = mask if with_mask else None
+    a = deg.FAULTS[name](image, 0.7, np.random.default_rng(4), m)
+    b = deg.FAULTS[name](image, 0.7, np.random.default_rng(4), m)
+    assert np.array_equal(a.image, b.image) and a.params == b.params
+    assert a.image.shape == image.shape and a.image.dtype == np.uint8
+    assert a.reasons and set(a.reasons) <= {"noise", "bright", "framing"}
+    assert not np.array_equal(a.image, image)
+
+
+@pytest.mark.parametrize("name", V4_FAULTS)
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_v4_strength_rises_with_severity(name: str, with_mask: bool) -> None:
+    image, mask = _big_skin_photo()
+    results = [
+        deg.FAULTS[name](image, s, np.random.default_rng(6), mask if with_mask else None)
+        for s in (0.2, 0.5, 0.9)
+    ]
+    own = [r.params["strength"] for r in results]
+    assert own[0] < own[1] < own[2], own
+    assert {r.params["strength_measure"] for r in results} == {
+        results[0].params["strength_measure"]
+    }
+    # the calibrated components the raters see do not fall with severity either
+    for family in {f for f, _ in results[0].components}:
+        x = [dict(r.components)[family] for r in results]
+        assert x[0] <= x[1] <= x[2], (family, x)
+
+
+def test_v4_strength_rises_with_severity_on_a_rendered_skin_scene() -> None:
+    image = render_skin(240, 360, seed=5)
+    for name in ("recompression_chain", "sheen"):
+        own = np.array(
+            [
+                [
+                    deg.FAULTS[name](image, s, np.random.default_rng(seed), None).params["strength"]
+                    for s in (0.2, 0.5, 0.9)
+                ]
+                for seed in range(4)
+            ]
+        )
+        # per chain, a second save on the same grid after sharpening can out-block a third one
+        # at lower quality: the mean over chains rises, and every strong chain beats its mild one
+        mean = own.mean(axis=0)
+        assert mean[0] < mean[1] < mean[2], (name, own)
+        assert np.all(own[:, 2] > own[:, 0]), (name, own)
+
+
+def test_strongest_recompression_chain_is_blocky_and_bleeds_colour() -> None:
+    image, _ = _big_skin_photo()
+    out = v4_faults.recompression_chain(image, 1.0, np.random.default_rng(0), None)
+    assert out.params["strength"] > v4_faults.blockiness(image) + 0.3
+    assert out.params["blockiness_output"] > out.params["blockiness_input"]
+    assert 4 <= out.params["rounds"] <= 5 and max(out.params["qualities"]) <= 40
+    assert min(out.params["qualities"]) >= 30
+    # 4:2:0 chroma: colour detail (Lab a*) loses more fine energy than lightness does
+    lab_in = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+    lab_out = cv2.cvtColor(out.image, cv2.COLOR_RGB2Lab).astype(np.float32)
+
+    def fine(channel: np.ndarray) -> float:
+        return float(np.abs(channel - cv2.GaussianBlur(channel, (0, 0), 2.0)).mean())
+
+    kept_l = fine(lab_out[..., 0]) / fine(lab_in[..., 0])
+    kept_a = fine(lab_out[..., 1]) / fine(lab_in[..., 1])
+    assert kept_a < kept_l
+    mild = v4_faults.recompression_chain(image, 0.0, np.random.default_rng(0), None)
+    assert mild.params["rounds"] == 2 and min(mild.params["qualities"]) >= 70
+
+
+def test_blockiness_finds_an_8x8_grid() -> None:
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.normal(128, 30, (128, 128)).astype(np.float32), (0, 0), 3)
+    grey = np.clip(smooth, 0, 255).astype(np.uint8)
+    blocks = cv2.resize(cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA), (128, 128),
+                        interpolation=cv2.INTER_NEAREST)  # fmt: skip
+    smooth_rgb, block_rgb = (np.repeat(g[:, :, None], 3, axis=2) for g in (grey, blocks))
+    assert abs(v4_faults.blockiness(smooth_rgb)) < 0.2
+    assert v4_faults.blockiness(block_rgb) > 5
+
+
+def test_sheen_is_a_broad_low_saturation_highlight_that_flattens_texture() -> None:
+    image, mask = _big_skin_photo()
+    out = v4_faults.sheen(image, 0.9, np.random.default_rng(1), mask)
+    rise = fault_kit.luminance(out.image) - fault_kit.luminance(image)
+    lesion = mask > 0
+    assert out.params["covered"] > 0.5  # most of the lesion is under the film
+    assert float(np.mean(rise > 0.03)) > 0.05  # broad, not a spot
+    hsv_in = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv_out = cv2.cvtColor(out.image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    lit = lesion & (rise > 0.1)
+    assert float(hsv_out[..., 1][lit].mean()) < float(hsv_in[..., 1][lit].mean())  # whiter
+    grey_in = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey_out = cv2.cvtColor(out.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def texture(g: np.ndarray) -> float:
+        return float(np.abs(g - cv2.GaussianBlur(g, (0, 0), 3.0))[lit].mean())
+
+    assert texture(grey_out) < texture(grey_in)
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_cut_off_leaves_part_of_the_subject_outside(with_mask: bool) -> None:
+    image, mask = _big_skin_photo()
+    out = v4_faults.cut_off(image, 0.6, np.random.default_rng(3), mask if with_mask else None)
+    assert out.params["subject"] == ("mask" if with_mask else "estimated")
+    x0, y0, cw, ch = out.params["window"]
+    lesion = mask > 0
+    inside = float(np.count_nonzero(lesion[y0 : y0 + ch, x0 : x0 + cw])) / lesion.sum()
+    assert 0.15 < 1.0 - inside < 0.9  # the frame's edge passes through the lesion
+    assert out.params["strength"] == pytest.approx(1.0 - inside, abs=0.15)
+    assert not has_constant_border(out.image)
+
+
+def test_estimated_subject_is_the_lesion() -> None:
+    image, mask = _big_skin_photo()
+    subject = v4_faults.estimate_subject(image)
+    assert subject is not None
+    lesion = mask > 0
+    iou = np.count_nonzero(subject & lesion) / np.count_nonzero(subject | lesion)
+    assert iou > 0.5
+
+
+def test_cut_off_without_a_subject_returns_the_image_unchanged_with_a_marker() -> None:
+    flat = np.full((120, 200, 3), (90, 120, 160), np.uint8)  # no skin, no lesion
+    out = v4_faults.cut_off(flat, 0.8, np.random.default_rng(0), None)
+    assert np.array_equal(out.image, flat) and out.image is not flat
+    assert out.params == {"skip": v4_faults.NO_SUBJECT} and out.components == []

@@ -299,9 +299,10 @@ def _outside_share(integral: np.ndarray, total: float, x0: int, y0: int, cw: int
 def cut_off(
     image: np.ndarray, s: float, rng: np.random.Generator, mask: np.ndarray | None = None
 ) -> Degraded:
-    """The finding cut off at the frame's edge: a crop window inside the frame (zoom 0.4..0.9,
-    enlarged back to ``[H, W, 3]``, no padding) placed so that its edge passes through the
-    subject, leaving a target share of it (0.1 + 0.75 s, jittered) outside. The subject is the
+    """The finding cut off at the frame's edge: a crop window inside the frame (zoom 0.4..0.95,
+    preferably near 0.9 - 0.45 s; enlarged back to ``[H, W, 3]``, no padding) placed so that its
+    edge passes through the subject, leaving a target share of it (0.1 + 0.75 s, jittered)
+    outside (the best of 400 random windows). The subject is the
     lesion mask ``[H, W]`` when given, else :func:`estimate_subject`; when neither finds one the
     image comes back unchanged with ``params["skip"] = NO_SUBJECT`` and no components, so the
     build can leave the item out.
@@ -321,15 +322,16 @@ def cut_off(
     total = float(np.count_nonzero(subject))
     integral = cv2.integral(subject.astype(np.uint8)).astype(np.float64)
     target = float(np.clip(0.1 + 0.75 * s + rng.normal(0, 0.03), 0.05, 0.9))
+    zoom_pref = 0.9 - 0.45 * s  # a slight cut-off is mostly a shifted frame, a bad one a close-up
     best: tuple[float, int, int, int, int] | None = None
     for _ in range(400):  # random windows; keep the one closest to the target share
-        zoom = float(rng.uniform(0.4, 0.9))
+        zoom = float(rng.uniform(0.4, 0.95))
         cw, ch = max(16, round(w * zoom)), max(16, round(h * zoom))
         x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         outside = _outside_share(integral, total, x0, y0, cw, ch)
         if outside >= 1.0:
             continue
-        miss = abs(outside - target)
+        miss = abs(outside - target) + 0.1 * abs(zoom - zoom_pref)
         if best is None or miss < best[0]:
             best = (miss, x0, y0, cw, ch)
     if best is None:
