@@ -7,12 +7,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import keyring
 import keyring.backend
 import keyring.backends.fail
 import keyring.errors
+import numpy as np
 import pytest
+from frame_helpers import write_frame_folder
 
+from desktop_app.core.demo_scene import render_skin
 from desktop_app.core.store import CaptureStore
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -104,3 +108,19 @@ def store(tmp_path: Path) -> Iterator[CaptureStore]:
     s = CaptureStore(tmp_path / "store")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def skin_rgb() -> np.ndarray:
+    """A rendered skin close-up with a lesion, uint8 RGB ``[360, 640, 3]``."""
+    return render_skin(360, 640, seed=11)
+
+
+@pytest.fixture
+def sharp_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
+    return write_frame_folder(tmp_path / "sharp", skin_rgb)
+
+
+@pytest.fixture
+def blurred_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
+    return write_frame_folder(tmp_path / "blurred", cv2.GaussianBlur(skin_rgb, (0, 0), 8))

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from frame_helpers import write_frame_folder
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
@@ -35,25 +36,6 @@ from desktop_app.qt.windows.main_window import MainWindow
 WAIT_MS = 15_000
 
 
-@pytest.fixture(scope="module")
-def skin_rgb() -> np.ndarray:
-    return render_skin(360, 640, seed=11)
-
-
-def _write_folder(folder: Path, rgb: np.ndarray) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / "frame.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return folder
-
-
-@pytest.fixture
-def sharp_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
-    return _write_folder(tmp_path / "sharp", skin_rgb)
-
-
-@pytest.fixture
-def blurred_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
-    return _write_folder(tmp_path / "blurred", cv2.GaussianBlur(skin_rgb, (0, 0), 8))
 
 
 class StillCamera:
@@ -570,7 +552,7 @@ def test_default_model_gates_a_real_photo(
     rgb = cv2.cvtColor(cv2.imread(str(shared_dir / REAL_PHOTO)), cv2.COLOR_BGR2RGB)
     if blurred:
         rgb = cv2.GaussianBlur(rgb, (0, 0), 5)
-    folder = _write_folder(tmp_path / "real", rgb)
+    folder = write_frame_folder(tmp_path / "real", rgb)
     window = _staff_window(tmp_path, DEFAULT_MODEL, f"still-camera:{folder}", open_window)
     _wait_live(qtbot, window)
     _fill_patient(window)

@@ -28,10 +28,7 @@ from test_app_qt import (  # noqa: F401
     _staff_window,
     _still_camera_kiosk,
     _wait_live,
-    blurred_folder,
     open_window,
-    sharp_folder,
-    skin_rgb,
 )
 
 from desktop_app.core.demo_scene import render_skin

@@ -5,7 +5,6 @@ Offscreen pytest-qt tests; each one fails on the window as it was before the fix
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
+from test_app_qt import WAIT_MS, _services
 
 from desktop_app import __version__
-from desktop_app.app.services import AppServices, build_services
-from desktop_app.core.demo_scene import render_skin
-from desktop_app.core.settings import AppSettings, load_settings
-from desktop_app.core.sources import FrameSource
+from desktop_app.core.settings import load_settings
 from desktop_app.qt.windows.main_window import (
     CHECKING_PHOTO,
     HOT_FOLDER_WAITING,
@@ -30,54 +27,6 @@ from desktop_app.qt.windows.main_window import (
     MainWindow,
     fitted_window_size,
 )
-
-WAIT_MS = 15_000
-
-
-# ---- helpers (as in test_app_qt.py) ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def skin_rgb() -> np.ndarray:
-    return render_skin(360, 640, seed=11)
-
-
-@pytest.fixture
-def sharp_folder(tmp_path: Path, skin_rgb: np.ndarray) -> Path:
-    folder = tmp_path / "sharp"
-    folder.mkdir()
-    cv2.imwrite(str(folder / "frame.png"), cv2.cvtColor(skin_rgb, cv2.COLOR_RGB2BGR))
-    return folder
-
-
-class StillCamera:
-    """A replayed folder labelled as a camera, so that its captures count as real."""
-
-    name = "Test camera (still images)"
-    kind = "camera"
-
-    def __init__(self, replay: FrameSource) -> None:
-        self._replay = replay
-
-    def __getattr__(self, item: str) -> Any:
-        if item == "source":
-            raise AttributeError(item)
-        return getattr(self._replay, item)
-
-
-def _services(tmp_path: Path, model: Path | None, source: str) -> AppServices:
-    settings = AppSettings(operator="nurse-test", submission_interval_s=0.3)
-    as_camera = source.startswith("still-camera:")
-    services = build_services(
-        kiosk=False,
-        model=model,
-        source_spec=source.removeprefix("still-camera:"),
-        settings=settings,
-        store_root=tmp_path / "store",
-    )
-    if as_camera:
-        services = dataclasses.replace(services, source=StillCamera(services.source))
-    return services
 
 
 @pytest.fixture
