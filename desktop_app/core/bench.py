@@ -1,7 +1,7 @@
 """``skin-capture bench``: model load time and per-frame latency, measured, never asserted in tests.
 
-The PyTorch comparison runs in a child process (``python -m model_export.bench_torch``) so that
-the app's own process never imports torch.
+The PyTorch comparison runs in a child process (``python -m model_export.bench.bench_torch``)
+so that the app's own process never imports torch.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def bench_torch(model_path: Path, grid: str, runs: int, warmup: int) -> dict[str
     cmd = [
         sys.executable,
         "-m",
-        "model_export.bench_torch",
+        "model_export.bench.bench_torch",
         "--model",
         str(model_path),
         "--grid",

@@ -102,7 +102,7 @@ def bench(model_path: Path, grid: str, runs: int, warmup: int) -> dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_export.bench_torch")
+    parser = argparse.ArgumentParser(prog="python -m model_export.bench.bench_torch")
     parser.add_argument("--model", type=Path, required=True, help="exported ONNX model")
     parser.add_argument("--grid", choices=("live", "capture"), default="live")
     parser.add_argument("--runs", type=int, default=30)
