@@ -51,6 +51,7 @@ from desktop_app.core.kiosk_flow import (
 )
 from desktop_app.core.review import (
     OVERRIDE_REASONS,
+    details_blocker,
     override_blocker,
     quit_warning,
     send_blocker,
@@ -187,6 +188,16 @@ def test_review_rules_in_core() -> None:
     # the fixed reasons name faults in the words the training export reads
     assert reasons_named_in(OVERRIDE_REASONS[1]) == {"blur"}
     assert reasons_named_in(OVERRIDE_REASONS[0]) == set()
+
+
+def test_review_details_use_the_capture_time_patient_id_rule() -> None:
+    """Completing a photo's details in Review refuses the same mistyped IDs as the staff window
+    (a capture shortcut typed into the ID), not only an empty one."""
+    assert details_blocker("P-1001", "Face") == ""
+    assert "two spaces" in details_blocker("P-1001  r r", "Face")
+    assert "tab" in details_blocker("P-1001\tx", "Face")
+    assert details_blocker("", "Face")
+    assert details_blocker("P-1001", "Somewhere")
 
 
 # ---- finding 6: accepted but unsent photos ---------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from desktop_app.core.patient_ref import patient_ref_problem
 from desktop_app.core.settings import BODY_SITES
 from desktop_app.core.store import CaptureRecord, CaptureStore
 from desktop_app.core.submission.policy import is_practice_source
@@ -52,9 +53,11 @@ def override_blocker(record: CaptureRecord | None, reviewer: str, reason: str) -
 
 
 def details_blocker(patient_ref: str, body_site: str) -> str:
-    """Why a photo with these details may not be sent yet ("" when the details are complete)."""
-    if not patient_ref.strip():
-        return "Enter the patient or encounter ID."
+    """Why a photo with these details may not be sent yet ("" when the details are complete).
+    The patient ID is checked by the same rule as at capture (:mod:`core.patient_ref`)."""
+    problem = patient_ref_problem(patient_ref)
+    if problem:
+        return problem
     if body_site not in BODY_SITES:
         return "Choose the body site."
     return ""

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.gating import guidance_for
 from desktop_app.core.inference import QualityResult
+from desktop_app.core.patient_ref import normalise_patient_ref
 from desktop_app.core.resources import user_documents_dir
 from desktop_app.core.review import (
     COMPLETABLE_STATES,
@@ -424,7 +425,10 @@ class GalleryWidget(QWidget):
         return self.reviewer_edit.text().strip()
 
     def patient_ref(self) -> str:
-        return self.patient_edit.text().strip()
+        """The typed ID as it would be stored (see ``core.patient_ref``); refused text as typed
+        (trimmed), so that ``details_blocker`` can say what is wrong with it."""
+        ref = normalise_patient_ref(self.patient_edit.text())
+        return ref if isinstance(ref, str) else self.patient_edit.text().strip()
 
     def body_site(self) -> str:
         return "" if self.site_combo.currentIndex() <= 0 else self.site_combo.currentText()
