@@ -27,6 +27,7 @@ about framing, and auto-capture (which needs a finding inside the guide) does no
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -232,8 +233,6 @@ class CueAnalyzer:
     def analyse(self, image: np.ndarray, colour_order: str, timestamp: float) -> FrameCues:
         """Cues for one uint8 ``[H, W, 3]`` frame in ``colour_order`` ("RGB" or "BGR") taken at
         ``timestamp`` (seconds, monotonic)."""
-        import time
-
         t0 = time.perf_counter()
         th = self.thresholds
         small = _small(image, CUE_WIDTH)
