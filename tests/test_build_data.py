@@ -264,3 +264,16 @@ def test_a_cut_off_without_a_subject_is_skipped_not_written(tmp_path: Path) -> N
     record = build_data.process_item(item)
     assert record == {"skipped": "no subject found", "source_path": "src/a.png", "fault": "cut_off"}
     assert not list((tmp_path / "out" / "images" / "train").iterdir())
+
+
+def test_every_rated_sets_sources_are_kept_out_of_builds(tmp_path: Path) -> None:
+    """rated2/ is an out-of-family test set: a build that drew its sources would leak it."""
+    for folder, source in (("rated", "dermnet/a/1.jpg"), ("rated2", "fuseg/images/train-0001.jpg")):
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "ratings.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", "source_path"])
+            writer.writeheader()
+            writer.writerow({"image": "images/x.jpg", "source_path": source})
+    assert build_plan.rated_sources(tmp_path) == {"dermnet/a/1.jpg", "fuseg/images/train-0001.jpg"}
+    (tmp_path / "rated2" / "ratings.csv").unlink()
+    assert build_plan.rated_sources(tmp_path) == {"dermnet/a/1.jpg"}

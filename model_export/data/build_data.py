@@ -219,7 +219,7 @@ def build(
         "total": round(time.perf_counter() - started, 1),
         "workers": min(workers, 2),
     }
-    summary["excluded_rated_sources"] = len(excluded)
+    summary["excluded_rated_sources"] = len(excluded)  # rated/ and rated2/
     summary["skipped_items"] = {  # a fault that could not apply (cut_off: no subject found)
         "n": len(skipped),
         "reasons": dict(Counter(str(r["skipped"]) for r in skipped)),

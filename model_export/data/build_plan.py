@@ -147,9 +147,19 @@ def load_manifest(shared_data: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+RATED_SET_FOLDERS = ("rated", "rated2")
+
+
 def rated_sources(shared_data: Path) -> set[str]:
-    with open(shared_data / "rated" / "ratings.csv", newline="") as fh:
-        return {row["source_path"] for row in csv.DictReader(fh)}
+    """Source photos of every rated set present (``rated/``, ``rated2/``): no synthetic build
+    may draw them, so a model trained on a build can be tested on any rated set."""
+    sources: set[str] = set()
+    for folder in RATED_SET_FOLDERS:
+        ratings = shared_data / folder / "ratings.csv"
+        if ratings.is_file():
+            with open(ratings, newline="") as fh:
+                sources.update(row["source_path"] for row in csv.DictReader(fh))
+    return sources
 
 
 def split_sources(
