@@ -5,7 +5,8 @@ rated/ only; no source photo of either rated set) carry over to rated2?
 Run from the repository root after
 ``skin-capture-model build-data --shared ../shared/data --out runs/v4new --n-train 540 --n-val 0
 --recipes v4 --only-faults recompression_chain sheen cut_off``:
-``python docs/experiments/2026-12-03-v4-synthetic/run.py runs/start-1.5.0/default-int8.onnx runs/v4new``
+``python docs/experiments/2026-12-03-v4-synthetic/run.py \
+    runs/start-1.5.0/default-int8.onnx runs/v4new``
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     results: dict[str, object] = {"synthetic": len(synth)}
     synth_idx = np.arange(len(rated), len(photos))
     for share in (0.0, 0.5, 1.0):
-        n_syn = int(round(share * len(synth)))
+        n_syn = round(share * len(synth))
         extra = synth_idx[:n_syn] if n_syn else np.zeros(0, int)
         for config in (FineTuneConfig(), FineTuneConfig(l2sp=1e-4)):
             data = RatedSet(photos, bags, start, reasons, config)
@@ -76,8 +77,12 @@ def main() -> None:
             }
             key = f"synthetic {n_syn} l2sp {config.l2sp:g}"
             results[key] = {**r, "threshold": threshold, "by_fault": per_fault}
-            print(key, json.dumps({k: round(v, 3) for k, v in r.items() if isinstance(v, float)}),
-                  per_fault, flush=True)
+            print(
+                key,
+                json.dumps({k: round(v, 3) for k, v in r.items() if isinstance(v, float)}),
+                per_fault,
+                flush=True,
+            )
     Path("docs/experiments/2026-12-03-v4-synthetic/result.json").write_text(
         json.dumps(results, indent=1, default=float)
     )
