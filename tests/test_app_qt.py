@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import logging
 import os
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -629,3 +630,35 @@ def test_kiosk_says_a_staff_member_is_needed_when_the_photo_cannot_go(
     store = kiosk.services.store
     assert store is not None and record is not None
     assert store.get(record.id).state == "accepted"  # kept for staff, not queued, not failed
+
+
+def test_kiosk_check_in_number_goes_through_the_patient_id_rule(
+    qtbot: QtBot, tmp_path: Path, test_model_path: Path, sharp_folder: Path, open_window: Callable
+) -> None:
+    """A mistyped check-in number ties a photo to the wrong person just like a staff-typed ID:
+    it is refused with a plain message for the patient, and a valid one is stored normalised."""
+    kiosk = _still_camera_kiosk(tmp_path, test_model_path, sharp_folder, open_window)
+    kiosk.code_edit.setText("A-17  r r")  # two spaces: a stray key typed into it
+    qtbot.mouseClick(kiosk.start_button, Qt.MouseButton.LeftButton)
+    assert kiosk.pages.currentWidget() is kiosk.welcome_page
+    assert kiosk.code_message.isVisible()
+    shown = kiosk.code_message.text()
+    assert "check the number" in shown and "patient ID" not in shown
+    qtbot.keyClicks(kiosk.code_edit, "x")  # typing again clears the message
+    assert not kiosk.code_message.isVisible()
+    outcome = _kiosk_photo(qtbot, kiosk, "  A-18\u0301 ")  # blanks trimmed, composed to NFC
+    assert outcome.record is not None
+    assert outcome.record.info.patient_ref == unicodedata.normalize("NFC", "A-18\u0301")
+    assert not kiosk.code_message.isVisible()
+
+
+def test_check_in_number_rule_in_core() -> None:
+    from desktop_app.core.patient_ref import (
+        PatientRefProblem,
+        normalise_check_in_number,
+    )
+
+    assert normalise_check_in_number("") == "" and normalise_check_in_number("   ") == ""
+    assert normalise_check_in_number(" B-2 ") == "B-2"
+    for bad in ("B-2\tx", "B  2", "B\u200b2", "9" * 65):
+        assert isinstance(normalise_check_in_number(bad), PatientRefProblem), bad

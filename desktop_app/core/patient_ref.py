@@ -61,3 +61,19 @@ def patient_ref_problem(text: str) -> str:
     """The message of :func:`normalise_patient_ref`'s refusal ("" when ``text`` is fine)."""
     result = normalise_patient_ref(text)
     return result.message if isinstance(result, PatientRefProblem) else ""
+
+
+CHECK_IN_PROBLEM = (
+    "Please check the number you typed. Type it again exactly as on your slip, "
+    "or leave the box empty and ask the staff."
+)
+
+
+def normalise_check_in_number(text: str) -> str | PatientRefProblem:
+    """The kiosk's optional check-in number to store for ``text``: ``""`` when left empty, else
+    the same rule as :func:`normalise_patient_ref` (it ties the photo to a person just the same),
+    refused with one plain message for a patient instead of the staff wording."""
+    if not unicodedata.normalize("NFC", text).strip():
+        return ""
+    result = normalise_patient_ref(text)
+    return PatientRefProblem(CHECK_IN_PROBLEM) if isinstance(result, PatientRefProblem) else result

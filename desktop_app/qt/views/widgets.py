@@ -30,6 +30,7 @@ def app_icon() -> QIcon:
     path = app_icon_path()
     return QIcon(str(path)) if path is not None else QIcon()
 
+
 STATE_COLOURS = {
     GateState.GOOD: QColor(40, 160, 70),
     GateState.RETAKE: QColor(205, 70, 40),

@@ -43,6 +43,7 @@ from desktop_app.core.kiosk_flow import (
     live_step,
     verdict_for,
 )
+from desktop_app.core.patient_ref import PatientRefProblem, normalise_check_in_number
 from desktop_app.qt.views.live_view import LiveCaptureView
 from desktop_app.qt.views.pin_pad import TOUCH_HEIGHT, ActivityFilter, PinPad
 from desktop_app.qt.workers.session import make_session, start_session
@@ -96,6 +97,7 @@ class KioskWindow(QWidget):
         self.pin_lockout = PinLockout(path=default_pin_lockout_path())
         self.resets = 0
         self.body_site = ""
+        self.check_in_number = ""
         self.countdown = IdleCountdown()
 
         self.session = make_session(
@@ -186,6 +188,14 @@ class KioskWindow(QWidget):
         self.code_edit.setPlaceholderText("Check-in number (optional)")
         self.code_edit.setMinimumWidth(520)
         self.code_edit.setMaximumWidth(720)
+        self.code_message = QLabel("")
+        self.code_message.setObjectName("codeMessage")
+        self.code_message.setWordWrap(True)
+        self.code_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.code_message.setMaximumWidth(720)
+        self.code_message.setStyleSheet("font-size: 22px; color: #8a1c1c;")
+        self.code_message.hide()
+        self.code_edit.textEdited.connect(lambda _text: self.code_message.hide())
         self.start_button = self._big_button("Start")
         layout = QVBoxLayout(self.welcome_page)
         layout.addStretch(1)
@@ -193,6 +203,7 @@ class KioskWindow(QWidget):
         layout.addWidget(intro)
         layout.addSpacing(30)
         layout.addWidget(self.code_edit, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.code_message, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addSpacing(20)
         layout.addWidget(self.start_button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(2)
@@ -336,7 +347,7 @@ class KioskWindow(QWidget):
 
     # ---- flow ------------------------------------------------------------------------------
     def _capture_context(self) -> CaptureContext:
-        return CaptureContext("kiosk", "kiosk", self.code_edit.text().strip(), self.body_site, "")
+        return CaptureContext("kiosk", "kiosk", self.check_in_number, self.body_site, "")
 
     @property
     def outcome(self) -> CaptureOutcome | None:
@@ -350,7 +361,16 @@ class KioskWindow(QWidget):
 
     @Slot()
     def _on_start(self) -> None:
-        """Start: first the body-site step."""
+        """Start: the check-in number through the same rule as a typed patient ID (refused with
+        a message, never stored as typed), then the body-site step."""
+        checked = normalise_check_in_number(self.code_edit.text())
+        if isinstance(checked, PatientRefProblem):
+            self.code_message.setText(checked.message)
+            self.code_message.show()
+            self.code_edit.setFocus()
+            return
+        self.code_message.hide()
+        self.check_in_number = checked
         self.body_site = ""
         self.pages.setCurrentWidget(self.site_page)
 
@@ -481,6 +501,8 @@ class KioskWindow(QWidget):
         self.body_site = ""
         self.site_label.setText("")
         self.code_edit.clear()
+        self.code_message.hide()
+        self.check_in_number = ""
         self.pin_pad.entry.clear()
         self.live.clear_for_next_patient("")
         self.session.pause_live()

@@ -297,10 +297,10 @@ class InferenceWorker(StoppableWorker):
         self.warm_frame_hw = (720, 1280)  # the frame size the capture path is warmed up with
         self.warm_up_ms = 0.0
 
-
     def request_stop(self) -> None:
         """Called from the GUI thread at shutdown: queued work is dropped from now on."""
         self.stopping = True
+
     @Slot(str, str, bool)
     def _on_load_model(self, path: str, provider: str, low_memory: bool) -> None:
         self.engine = None
