@@ -89,8 +89,31 @@ def test_seen_set_survives_restart_and_replaced_files_come_again(folder: Path) -
     events = restarted.poll()
     assert len(events) == 1 and events[0].image_rgb is not None
     assert events[0].image_rgb.shape == (64, 64, 3)
+    assert events[0].replaced  # staff are told; the earlier photo stays in the store
     restarted.forget(folder / "a.jpg")
     assert len(_watcher(folder).poll()) == 1
+
+
+def test_a_replaced_file_comes_as_a_capture_with_a_notice_for_staff(folder: Path) -> None:
+    """The app's source: a name stored once and then overwritten by another photo is imported
+    again, and its frame says so (a new name, or a first read, says nothing)."""
+    source = HotFolderSource(
+        folder, poll_interval_s=100.0, settle_s=0.0, state_path=folder.parent / "seen.json"
+    )
+    source.open()
+    (folder / "IMG_1.jpg").write_bytes(encode(smooth_image(seed=11), "JPEG"))
+    first = source.read()
+    assert first is not None and first.is_capture and first.notice == ""
+    assert first.on_stored is not None
+    first.on_stored()  # stored: now the name counts as imported
+    (folder / "IMG_1.jpg").write_bytes(encode(smooth_image(48, 48, seed=12), "JPEG"))
+    (folder / "IMG_2.jpg").write_bytes(encode(smooth_image(seed=13), "JPEG"))
+    frames = [source.read(), source.read()]
+    by_name = {f.label: f for f in frames if f is not None}
+    assert "IMG_1.jpg" in by_name["IMG_1.jpg"].notice
+    assert "replaced by a newer file" in by_name["IMG_1.jpg"].notice
+    assert "kept in Review" in by_name["IMG_1.jpg"].notice
+    assert by_name["IMG_2.jpg"].notice == ""
 
 
 def test_damaged_state_file_means_files_are_offered_again(folder: Path) -> None:

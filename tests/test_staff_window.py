@@ -248,6 +248,38 @@ def test_hot_folder_mode_waits_clears_and_keeps_errors_until_the_next_photo(
     assert "take the photo on the camera" in window.statusBar().currentMessage()
 
 
+def test_hot_folder_file_replaced_by_a_newer_one_tells_staff(
+    qtbot: QtBot,
+    tmp_path: Path,
+    test_model_path: Path,
+    skin_rgb: np.ndarray,
+    open_staff: Callable[..., MainWindow],
+) -> None:
+    tether = tmp_path / "tether"
+    tether.mkdir()
+    window = open_staff(test_model_path, f"hotfolder:{tether}")
+    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    window.patient_edit.setText("P-1001")
+    _choose_site(window)
+    (tether / "DSC_0001.JPG").write_bytes(_jpeg(skin_rgb))
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
+    first = window.outcome
+    assert first is not None and first.record is not None
+    assert "replaced" not in window.verdict_label.text()
+    qtbot.mouseClick(window.retake_button, Qt.MouseButton.LeftButton)
+    (tether / "DSC_0001.JPG").write_bytes(_jpeg(np.ascontiguousarray(skin_rgb[::-1])))
+    qtbot.waitUntil(
+        lambda: window.outcome is not None and window.outcome is not first, timeout=WAIT_MS
+    )
+    second = window.outcome
+    assert second is not None and second.record is not None
+    assert second.record.id != first.record.id  # both photos are kept
+    shown = window.verdict_label.text()
+    assert "DSC_0001.JPG was replaced by a newer file" in shown and "kept in Review" in shown
+    assert "replaced by a newer file" in window.statusBar().currentMessage()
+    assert window.capture_notice == ""  # said once, with the photo it came with
+
+
 # ---- finding 9: smaller ---------------------------------------------------------------------
 
 

@@ -58,6 +58,9 @@ class Frame:
     is_capture: bool = False
     encoded: bytes | None = None
     label: str = ""
+    #: For a capture: something staff must be told with it (a hot-folder file that replaced an
+    #: earlier one of the same name), "" if nothing.
+    notice: str = ""
     #: For a capture: call once it is durably stored (a hot-folder file is then marked done;
     #: until then a restart offers it again). Any thread.
     on_stored: Callable[[], None] | None = field(default=None, repr=False, compare=False)

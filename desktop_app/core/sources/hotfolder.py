@@ -4,7 +4,8 @@
 :meth:`HotFolderWatcher.poll` reports each new file once, after its size and modification time
 have stayed the same for ``settle_s`` seconds (so half-copied files are not read). Files are
 never modified or deleted. Which files were already reported is persisted, so a restart does not
-report them again; a file replaced by a different one (new size or time) is reported again.
+report them again; a file replaced by a different one (new size or time) is reported again,
+marked ``replaced`` (the earlier photo stays in the store; staff are told).
 
 By default a file counts as done once ``poll`` returned it. With ``auto_acknowledge=False`` it
 is only persisted as done when the caller calls :meth:`HotFolderWatcher.acknowledge` (after
@@ -19,6 +20,7 @@ read; ``poll`` reports them once, by count (names are not logged: they may name 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -60,6 +62,8 @@ class HotFolderEvent:
     image_rgb: np.ndarray | None = field(default=None, repr=False)  # uint8 [H, W, 3]
     encoded: bytes | None = field(default=None, repr=False)
     error: str | None = None
+    #: The name was already imported with other contents: a newer file replaced it.
+    replaced: bool = False
 
     @property
     def ok(self) -> bool:
@@ -195,6 +199,8 @@ class HotFolderWatcher:
             if event is None:  # still changing
                 self._pending.pop(name, None)
                 continue
+            if name in self._seen and event.ok:
+                event = dataclasses.replace(event, replaced=True)
             events.append(event)
             if self.auto_acknowledge:
                 self._seen[name] = signature
@@ -241,6 +247,14 @@ class HotFolderWatcher:
         except ImageLoadError as exc:
             return HotFolderEvent(path, error=str(exc))
         return HotFolderEvent(path, image_rgb=image, encoded=data)
+
+
+def replaced_notice(name: str) -> str:
+    """What staff are told when ``name`` in the hot folder was replaced by a newer file."""
+    return (
+        f"{name} was replaced by a newer file with the same name: the new photo is checked "
+        "here; the earlier one is kept in Review."
+    )
 
 
 def _skipped_message(count: int) -> str:
@@ -333,6 +347,7 @@ class HotFolderSource:
                         is_capture=True,
                         encoded=event.encoded,
                         label=event.path.name,
+                        notice=replaced_notice(event.path.name) if event.replaced else "",
                         on_stored=functools.partial(watcher.acknowledge, event),
                     )
                 )

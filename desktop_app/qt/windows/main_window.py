@@ -4,6 +4,7 @@ It is given its services (``desktop_app.app.services``); ``desktop_app.app.run``
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 from pathlib import Path
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
         self.import_error = ""  # hot folder: the last file that could not be read
+        self.capture_notice = ""  # hot folder: shown with the verdict of the photo it came with
         self.unlocked = False  # True: close without asking (OS signal, tests), as in the kiosk
         self._frames_at_last_tick = 0
 
@@ -150,6 +152,7 @@ class MainWindow(QMainWindow):
         s.sig_capture_refused.connect(self._on_capture_refused)
         s.sig_source_status.connect(self._on_source_status)
         s.sig_source_problem.connect(self._on_source_problem)
+        s.sig_source_notice.connect(self._on_source_notice)
         s.sig_model_status.connect(self._on_model_status)
         s.sig_queue_status.connect(self._on_queue_status)
         s.sig_queue_error.connect(self._on_queue_error)
@@ -387,6 +390,11 @@ class MainWindow(QMainWindow):
                 f"<b style='color:{colour}'>{verdict}</b>: score {j.score:.2f} "
                 f"(threshold {j.threshold:.2f})."
             )
+        if self.capture_notice:
+            self.verdict_label.setText(
+                f"{self.verdict_label.text()}<br><b>Note</b>: {html.escape(self.capture_notice)}"
+            )
+            self.capture_notice = ""
         if outcome.store_error:
             QMessageBox.warning(self, "Photo not saved", outcome.store_error)
         self.gallery.mark_stale()
@@ -501,6 +509,12 @@ class MainWindow(QMainWindow):
                 self._set_guidance(LOADING_MODEL, False)
             else:
                 self._set_guidance(NO_MODEL_GATE_MESSAGE, True)
+
+    @Slot(str)
+    def _on_source_notice(self, message: str) -> None:
+        """The next capture comes with something staff must know (a replaced file)."""
+        self.capture_notice = message
+        self.statusBar().showMessage(message, 30_000)
 
     @Slot(str)
     def _on_source_problem(self, message: str) -> None:

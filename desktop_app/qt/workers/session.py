@@ -49,6 +49,7 @@ class CaptureSession(QObject):
     sig_capture_refused = Signal(str)
     sig_source_status = Signal(str, bool)
     sig_source_problem = Signal(str)
+    sig_source_notice = Signal(str)  # to show with the next capture (a replaced hot-folder file)
     sig_model_status = Signal(str, bool)
     sig_queue_status = Signal(object)  # QueueStatus
     sig_queue_error = Signal(str)
@@ -269,6 +270,8 @@ class CaptureSession(QObject):
         """A hot-folder file: always evaluated and stored as a capture, whatever the screen."""
         worker = self._camera_worker
         folder = source_label(worker.source) if worker is not None else "hotfolder:"
+        if frame.notice:
+            self.sig_source_notice.emit(frame.notice)
         self._submit_capture(
             frame.image,
             frame.colour_order,
