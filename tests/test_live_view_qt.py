@@ -102,6 +102,32 @@ def test_an_unchanged_view_is_not_scored_again_until_the_rescore_interval(
     assert inference.take() is not None
 
 
+def test_by_default_an_unchanged_view_is_rescored_only_every_few_seconds(qtbot: QtBot) -> None:
+    """Idle CPU: a steady view on screen is not re-scored every other second (each live run
+    keeps both cores busy), while a change still goes to the model at once."""
+    from desktop_app.core.demo_scene import render_skin
+    from desktop_app.qt.workers.threads import RESCORE_UNCHANGED_S
+
+    assert RESCORE_UNCHANGED_S >= 5.0
+    inference: LatestSlot[Frame] = LatestSlot()
+    worker = CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        LatestSlot[PreviewFrame](),
+        inference,
+        DisplaySize(),
+    )
+    still = render_skin(180, 320, seed=3)
+    sent: list[float] = []
+    for i in range(120):  # 12 s of the same view at 10 frames a second
+        t = 100.0 + i * 0.1
+        worker._publish(Frame(still, "RGB", i, t, "still"))
+        if inference.take() is not None:
+            sent.append(t)
+    assert sent == pytest.approx([100.0, 100.0 + RESCORE_UNCHANGED_S])
+    worker._publish(Frame(255 - still, "RGB", 999, 112.1, "still"))
+    assert inference.take() is not None
+
+
 def test_model_load_warms_up_the_capture_path(qtbot: QtBot, test_model_path: Path) -> None:
     worker = InferenceWorker(LatestSlot(), None)
     worker.warm_frame_hw = (180, 320)

@@ -117,6 +117,12 @@ class StoppableWorker(QObject):
         raise NotImplementedError
 
 
+#: An unchanged view (by the cues' thumbnail) is scored again only after this many seconds: the
+#: verdict on screen already belongs to it, and every live run costs both cores about a quarter
+#: of a second. Any change of view, or of the cues' verdict, is scored at once.
+RESCORE_UNCHANGED_S = 6.0
+
+
 class CameraWorker(StoppableWorker):
     """Reads a source in a loop on its thread.
 
@@ -143,7 +149,7 @@ class CameraWorker(StoppableWorker):
         display_size: DisplaySize,
         retry_interval_s: float = 1.0,
         live_interval_s: float = 0.1,
-        rescore_s: float = 2.0,
+        rescore_s: float = RESCORE_UNCHANGED_S,
         cues: CueAnalyzer | None = None,
     ) -> None:
         super().__init__()
@@ -215,7 +221,9 @@ class CameraWorker(StoppableWorker):
         w, h = fit_size(frame.width, frame.height, box_w, box_h)
         image = frame.image
         if (w, h) != (frame.width, frame.height):
-            interp = cv2.INTER_AREA if w < frame.width else cv2.INTER_LINEAR
+            # area averaging only where linear would alias (more than 2x smaller): it costs
+            # several times more per frame at 30 fps
+            interp = cv2.INTER_AREA if 2 * w < frame.width else cv2.INTER_LINEAR
             image = cv2.resize(image, (w, h), interpolation=interp)
         code = cv2.COLOR_BGR2BGRA if frame.colour_order == "BGR" else cv2.COLOR_RGB2BGRA
         display = cv2.cvtColor(image, code)  # always a new buffer, never the source's
