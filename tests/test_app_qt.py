@@ -644,6 +644,11 @@ def test_kiosk_check_in_number_goes_through_the_patient_id_rule(
     assert kiosk.code_message.isVisible()
     shown = kiosk.code_message.text()
     assert "check the number" in shown and "patient ID" not in shown
+    message = kiosk.code_message  # all of it is on screen, not cut to a line
+    assert message.heightForWidth(message.width()) > 0
+    qtbot.waitUntil(
+        lambda: message.height() >= message.heightForWidth(message.width()), timeout=2000
+    )
     qtbot.keyClicks(kiosk.code_edit, "x")  # typing again clears the message
     assert not kiosk.code_message.isVisible()
     outcome = _kiosk_photo(qtbot, kiosk, "  A-18\u0301 ")  # blanks trimmed, composed to NFC

@@ -93,6 +93,28 @@ def test_space_and_r_in_the_patient_id_capture_and_retake_without_typing(
     assert QApplication.focusWidget() is not window.patient_edit
 
 
+def test_a_refused_capture_from_the_patient_id_does_not_leave_r_to_be_typed_into_it(
+    qtbot: QtBot, test_model_path: Path, sharp_folder: Path, open_staff: Callable[..., MainWindow]
+) -> None:
+    """Seen under Xvfb: ID typed, no body site yet, Space (refused: "choose the body site
+    first"), then R for Retake: the ID became "P-1001r"."""
+    window = open_staff(test_model_path, f"still-camera:{sharp_folder}")
+    qtbot.waitUntil(lambda: window.live.last_view is not None, timeout=WAIT_MS)
+    window.patient_edit.setFocus()
+    qtbot.keyClicks(window.patient_edit, "P-1001")
+    _press(qtbot, window, Qt.Key.Key_Space)
+    assert window.outcome is None  # refused: no body site
+    assert QApplication.focusWidget() is window.site_combo  # on to what is missing
+    _press(qtbot, window, Qt.Key.Key_R)
+    assert window.patient_edit.text() == "P-1001"
+    # an ID that is itself the problem keeps the focus, with the reason shown
+    window.patient_edit.setText("P-1001  x")
+    window.patient_edit.setFocus()
+    _press(qtbot, window, Qt.Key.Key_Space)
+    assert QApplication.focusWidget() is window.patient_edit
+    assert "two spaces" in window.submit_reason.text()
+
+
 def test_space_on_the_body_site_list_and_hold_time_captures(
     qtbot: QtBot, test_model_path: Path, sharp_folder: Path, open_staff: Callable[..., MainWindow]
 ) -> None:

@@ -64,8 +64,8 @@ def patient_ref_problem(text: str) -> str:
 
 
 CHECK_IN_PROBLEM = (
-    "Please check the number you typed. Type it again exactly as on your slip, "
-    "or leave the box empty and ask the staff."
+    "Please check the number you typed: type it again as it is on your slip, or leave the "
+    "box empty."
 )
 
 

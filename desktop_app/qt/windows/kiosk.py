@@ -192,7 +192,9 @@ class KioskWindow(QWidget):
         self.code_message.setObjectName("codeMessage")
         self.code_message.setWordWrap(True)
         self.code_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.code_message.setMaximumWidth(720)
+        # a fixed width: a word-wrapped label centred in a box layout otherwise gets squeezed
+        # to a sliver and its second line is cut off
+        self.code_message.setFixedWidth(720)
         self.code_message.setStyleSheet("font-size: 22px; color: #8a1c1c;")
         self.code_message.hide()
         self.code_edit.textEdited.connect(lambda _text: self.code_message.hide())
@@ -366,6 +368,8 @@ class KioskWindow(QWidget):
         checked = normalise_check_in_number(self.code_edit.text())
         if isinstance(checked, PatientRefProblem):
             self.code_message.setText(checked.message)
+            # the box layout's alignment ignores a wrapped label's height-for-width
+            self.code_message.setMinimumHeight(self.code_message.heightForWidth(720))
             self.code_message.show()
             self.code_edit.setFocus()
             return

@@ -305,6 +305,11 @@ class MainWindow(QMainWindow):
                     return True
                 if key == Qt.Key.Key_Space:
                     self._on_capture_clicked()
+                    # whoever presses Space is working the camera now, not typing: a refused
+                    # capture ("choose the body site first") must not leave the focus here,
+                    # where the R for Retake that follows would be typed into the ID
+                    if QApplication.focusWidget() is self.patient_edit:
+                        self._move_on_from_patient_ref()
                     return True
             elif watched in (self.site_combo, self.hold_spin) and plain:
                 if key == Qt.Key.Key_Space:
