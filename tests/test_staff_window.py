@@ -264,10 +264,32 @@ def test_hot_folder_mode_waits_clears_and_keeps_errors_until_the_next_photo(
     assert "DSC_0004" not in window.verdict_label.text()
     assert "Accepted" in window.verdict_label.text()
     assert window.import_error == "" and window.submit_button.isEnabled()
+    assert window.live.guidance.text() == "Good photo: ready to submit"
     qtbot.mouseClick(window.submit_button, Qt.MouseButton.LeftButton)
     assert not view.has_image() and view._placeholder == waiting
     _press(qtbot, window, Qt.Key.Key_Space)  # there is nothing to capture here: says so
     assert "take the photo on the camera" in window.statusBar().currentMessage()
+
+
+def test_a_good_photo_that_cannot_be_submitted_does_not_say_ready_to_submit(
+    qtbot: QtBot,
+    tmp_path: Path,
+    test_model_path: Path,
+    skin_rgb: np.ndarray,
+    open_staff: Callable[..., MainWindow],
+) -> None:
+    """Seen under Xvfb: a hot-folder photo that arrived before any ID was typed said "Good
+    photo: ready to submit" above a greyed-out Submit."""
+    tether = tmp_path / "tether"
+    tether.mkdir()
+    window = open_staff(test_model_path, f"hotfolder:{tether}")
+    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    (tether / "DSC_0001.JPG").write_bytes(_jpeg(skin_rgb))
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
+    assert window.outcome is not None and window.outcome.judgement.accepted
+    assert not window.submit_button.isEnabled()
+    assert "ready to submit" not in window.live.guidance.text()
+    assert "Submit is off" in window.live.guidance.text()
 
 
 def test_hot_folder_file_replaced_by_a_newer_one_tells_staff(

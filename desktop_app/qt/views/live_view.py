@@ -191,6 +191,11 @@ class LiveCaptureView(QWidget):
         self.score_bar.set_values(score, threshold, state)
         self._set_guidance(judgement.message, state)
 
+    def set_capture_guidance(self, text: str) -> None:
+        """Reword the line under an accepted photo on screen (whether it can be sent)."""
+        if self.showing_outcome is not None and self.showing_outcome.judgement.accepted:
+            self._set_guidance(text, GateState.GOOD)
+
     def back_to_live(self) -> None:
         self.showing_outcome = None
         self.frame_view.set_badge("")

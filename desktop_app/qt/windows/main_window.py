@@ -25,7 +25,12 @@ from desktop_app import __version__
 from desktop_app.app.services import AppServices, choose_source, resolve_model_path
 from desktop_app.core.capture import CaptureContext, CaptureOutcome
 from desktop_app.core.capture_flow import CHECKING_PHOTO, HOT_FOLDER_WAITING, SHOWING_BLOCKER
-from desktop_app.core.gating import NO_MODEL_GATE_MESSAGE, WAITING_MESSAGE, GateState
+from desktop_app.core.gating import (
+    NO_MODEL_GATE_MESSAGE,
+    WAITING_MESSAGE,
+    GateState,
+    good_capture_message,
+)
 from desktop_app.core.patient_ref import PatientRefProblem, normalise_patient_ref
 from desktop_app.core.settings import AppSettings, SettingsChanges, save_settings
 from desktop_app.core.submission import QueueStatus
@@ -238,6 +243,8 @@ class MainWindow(QMainWindow):
         self.capture_button.setToolTip("" if hot else blocker)
         submit_blocker = self._submit_blocker()
         self.submit_button.setEnabled(not submit_blocker)
+        if showing:
+            self.live.set_capture_guidance(good_capture_message(submit_blocker))
         if busy:  # the verdict line says "Checking the photo…"
             reason = ""
         elif showing or not blocker:
