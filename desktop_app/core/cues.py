@@ -249,11 +249,11 @@ class CueAnalyzer:
         clipped = float(hist[250:].sum() / total)
         # glare: bright and colourless, in blobs (a 3x3 opening drops lone pixels)
         channels = cv2.split(small)  # per-pixel max/min: cv2 is ~10x numpy's axis=2 reduction
-        hi = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
-        lo = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
+        hi = np.asarray(cv2.max(cv2.max(channels[0], channels[1]), channels[2]), np.uint8)
+        lo = np.asarray(cv2.min(cv2.min(channels[0], channels[1]), channels[2]), np.uint8)
         glare = ((hi >= 245) & ((hi.astype(np.int16) - lo) < 40)).astype(np.uint8)
-        glare = cv2.morphologyEx(glare, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        glare_fraction = float(glare.mean())
+        opened = np.asarray(cv2.morphologyEx(glare, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
+        glare_fraction = float(opened.mean())
         # blur
         lap = cv2.Laplacian(grey, cv2.CV_32F)
         sharpness = float(lap.var())
