@@ -4,6 +4,8 @@ the inference worker warms the capture path up at load."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +188,31 @@ def test_no_frame_cues_are_computed_while_the_model_is_paused(qtbot: QtBot) -> N
     preview = previews.take()
     assert preview is not None and preview.cues is not None
     assert len(worker.cue_ms) == 1
+
+
+class _CountingSource(_StillSource):
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self) -> Frame | None:
+        self.reads += 1
+        time.sleep(0.005)
+        return None
+
+
+def test_no_live_frame_is_read_or_converted_while_a_capture_is_checked(qtbot: QtBot) -> None:
+    source = _CountingSource()
+    preview: LatestSlot[PreviewFrame] = LatestSlot()
+    worker = CameraWorker(source, preview, LatestSlot(), DisplaySize())  # type: ignore[arg-type]
+    worker.capture_hold.set()  # a capture's verdict is pending: the preview holds the still
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        time.sleep(0.15)
+        assert source.reads == 0 and preview.take() is None  # the CPU is the capture check's
+        worker.capture_hold.clear()  # the verdict arrived: live frames again
+        qtbot.waitUntil(lambda: source.reads > 0, timeout=2000)
+    finally:
+        worker.request_stop()
+        thread.join(2.0)
+    assert not thread.is_alive()
