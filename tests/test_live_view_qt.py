@@ -76,6 +76,19 @@ class _StillSource:
     def close(self) -> None: ...
 
 
+def _times_sent_to_model(
+    worker: CameraWorker, inference: LatestSlot[Frame], still: np.ndarray, frames: int
+) -> list[float]:
+    """Publish ``still`` ``frames`` times, 0.1 s apart from t = 100 s: when each went out."""
+    sent: list[float] = []
+    for i in range(frames):
+        t = 100.0 + i * 0.1
+        worker._publish(Frame(still, "RGB", i, t, "still"))
+        if inference.take() is not None:
+            sent.append(t)
+    return sent
+
+
 def test_an_unchanged_view_is_not_scored_again_until_the_rescore_interval(
     qtbot: QtBot,
 ) -> None:
@@ -91,12 +104,7 @@ def test_an_unchanged_view_is_not_scored_again_until_the_rescore_interval(
         rescore_s=2.0,
     )
     still = render_skin(180, 320, seed=3)
-    sent: list[float] = []
-    for i in range(30):  # 3 s of the same view at 10 frames a second
-        t = 100.0 + i * 0.1
-        worker._publish(Frame(still, "RGB", i, t, "still"))
-        if inference.take() is not None:
-            sent.append(t)
+    sent = _times_sent_to_model(worker, inference, still, frames=30)  # 3 s at 10 frames a second
     assert sent == pytest.approx([100.0, 102.0])
     assert worker.live_skipped_unchanged > 20
     # a different view goes to the model at once
@@ -119,12 +127,7 @@ def test_by_default_an_unchanged_view_is_rescored_only_every_few_seconds(qtbot: 
         DisplaySize(),
     )
     still = render_skin(180, 320, seed=3)
-    sent: list[float] = []
-    for i in range(120):  # 12 s of the same view at 10 frames a second
-        t = 100.0 + i * 0.1
-        worker._publish(Frame(still, "RGB", i, t, "still"))
-        if inference.take() is not None:
-            sent.append(t)
+    sent = _times_sent_to_model(worker, inference, still, frames=120)  # 12 s
     assert sent == pytest.approx([100.0, 100.0 + RESCORE_UNCHANGED_S])
     worker._publish(Frame(255 - still, "RGB", 999, 112.1, "still"))
     assert inference.take() is not None

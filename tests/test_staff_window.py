@@ -271,6 +271,17 @@ def test_hot_folder_mode_waits_clears_and_keeps_errors_until_the_next_photo(
     assert "take the photo on the camera" in window.statusBar().currentMessage()
 
 
+def _hot_folder_window(
+    qtbot: QtBot, tmp_path: Path, model: Path, open_staff: Callable[..., MainWindow]
+) -> tuple[MainWindow, Path]:
+    """A staff window on an empty hot folder, its model loaded."""
+    tether = tmp_path / "tether"
+    tether.mkdir()
+    window = open_staff(model, f"hotfolder:{tether}")
+    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    return window, tether
+
+
 def test_a_good_photo_that_cannot_be_submitted_does_not_say_ready_to_submit(
     qtbot: QtBot,
     tmp_path: Path,
@@ -280,10 +291,7 @@ def test_a_good_photo_that_cannot_be_submitted_does_not_say_ready_to_submit(
 ) -> None:
     """Seen under Xvfb: a hot-folder photo that arrived before any ID was typed said "Good
     photo: ready to submit" above a greyed-out Submit."""
-    tether = tmp_path / "tether"
-    tether.mkdir()
-    window = open_staff(test_model_path, f"hotfolder:{tether}")
-    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    window, tether = _hot_folder_window(qtbot, tmp_path, test_model_path, open_staff)
     (tether / "DSC_0001.JPG").write_bytes(_jpeg(skin_rgb))
     qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
     assert window.outcome is not None and window.outcome.judgement.accepted
@@ -299,10 +307,7 @@ def test_hot_folder_file_replaced_by_a_newer_one_tells_staff(
     skin_rgb: np.ndarray,
     open_staff: Callable[..., MainWindow],
 ) -> None:
-    tether = tmp_path / "tether"
-    tether.mkdir()
-    window = open_staff(test_model_path, f"hotfolder:{tether}")
-    qtbot.waitUntil(lambda: window.session.model_ready, timeout=WAIT_MS)
+    window, tether = _hot_folder_window(qtbot, tmp_path, test_model_path, open_staff)
     window.patient_edit.setText("P-1001")
     _choose_site(window)
     (tether / "DSC_0001.JPG").write_bytes(_jpeg(skin_rgb))
