@@ -62,7 +62,8 @@ class HotFolderEvent:
     image_rgb: np.ndarray | None = field(default=None, repr=False)  # uint8 [H, W, 3]
     encoded: bytes | None = field(default=None, repr=False)
     error: str | None = None
-    #: The name was already imported with other contents: a newer file replaced it.
+    #: A file of this name was done before (acknowledged as stored; with ``auto_acknowledge``:
+    #: reported) and now has other contents: a newer file replaced it.
     replaced: bool = False
 
     @property
