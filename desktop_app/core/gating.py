@@ -64,15 +64,15 @@ REASON_PRIORITY: tuple[str, ...] = (
 GOOD_LIVE_MESSAGE = "Looks good: hold still"
 GOOD_CAPTURE_MESSAGE = "Good photo: ready to submit"
 GOOD_CAPTURE_NOT_SENDABLE_MESSAGE = "Good photo, but Submit is off: see why beside the buttons"
+GENERIC_POOR_MESSAGE = "Not clear enough yet: hold steady, good light, lesion in the centre"
+WAITING_MESSAGE = "Checking the picture…"
+NO_MODEL_GATE_MESSAGE = "No quality check: no usable model"
 
 
 def good_capture_message(submit_blocker: str) -> str:
     """The line under an accepted photo: "ready to submit" only when Submit is on (a missing
     patient ID or a practice feed keep it off, and the line must not say otherwise)."""
     return GOOD_CAPTURE_NOT_SENDABLE_MESSAGE if submit_blocker else GOOD_CAPTURE_MESSAGE
-GENERIC_POOR_MESSAGE = "Not clear enough yet: hold steady, good light, lesion in the centre"
-WAITING_MESSAGE = "Checking the picture…"
-NO_MODEL_GATE_MESSAGE = "No quality check: no usable model"
 
 
 def guidance_for(reason: str) -> str:
