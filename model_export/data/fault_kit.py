@@ -80,8 +80,15 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode + decode as JPEG (4:2:0) at ``quality``; uint8 RGB in and out."""
-    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """Encode + decode uint8 RGB ``[H, W, 3]`` as baseline JPEG at ``quality`` with 4:2:0 chroma
+    subsampling (OpenCV's default, pinned: what phone and chat-app encoders use); same shape."""
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        int(quality),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+    ]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), params)
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)

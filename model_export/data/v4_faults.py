@@ -24,6 +24,7 @@ from model_export.data.fault_kit import (
     _crop_resize,
     _smooth_field,
     highlight_fraction,
+    jpeg_roundtrip,
     linear_to_srgb,
     luminance,
     srgb_to_linear,
@@ -38,24 +39,6 @@ NO_SUBJECT = "no subject found"
 # ---------------------------------------------------------------------------------------------
 # chat-app recompression
 # ---------------------------------------------------------------------------------------------
-def jpeg_420(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode + decode uint8 RGB ``[H, W, 3]`` as baseline JPEG at ``quality`` with 4:2:0 chroma
-    subsampling (what phone and chat-app encoders use); same shape out."""
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY,
-        int(quality),
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
-    ]
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), params)
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if decoded is None:
-        raise RuntimeError("JPEG decoding failed")
-    return np.ascontiguousarray(decoded[:, :, ::-1])
-
-
 def _boundary_columns(n: int, period: float) -> np.ndarray:
     """Indices ``i`` of the pixel pairs (i, i + 1), along an axis of ``n`` pixels, that straddle
     the edges of a block grid of ``period`` pixels starting at 0 (an 8x8 JPEG grid enlarged by
@@ -125,7 +108,7 @@ def recompression_chain(
             current = cv2.addWeighted(current, 1 + amount, soft, -amount, 0)
             sharpened += 1
         quality = int(np.clip(round(q_centre + rng.uniform(-5, 5)), 30, 75))
-        current = jpeg_420(current, quality)
+        current = jpeg_roundtrip(current, quality)
         qualities.append(quality)
         sizes.append([int(current.shape[1]), int(current.shape[0])])
     received = current
