@@ -326,7 +326,8 @@ def test_hot_folder_file_replaced_by_a_newer_one_tells_staff(
     shown = window.verdict_label.text()
     assert "DSC_0001.JPG was replaced by a newer file" in shown and "kept in Review" in shown
     assert "replaced by a newer file" in window.statusBar().currentMessage()
-    assert window.capture_notice == ""  # said once, with the photo it came with
+    assert first.notice == ""  # said once, with the photo it came with
+    assert second.notice and "DSC_0001.JPG was replaced" in second.notice
 
 
 # ---- finding 9: smaller ---------------------------------------------------------------------

@@ -54,6 +54,8 @@ class CaptureOutcome:
     source: str
     context: CaptureContext
     elapsed_ms: float = 0.0
+    #: What staff must be told with this photo (``core.sources.Frame.notice``), "" if nothing.
+    notice: str = ""
 
     @property
     def can_submit(self) -> bool:

@@ -78,7 +78,6 @@ class MainWindow(QMainWindow):
         self.queue_status: QueueStatus | None = None
         self.closed_cleanly: bool | None = None
         self.import_error = ""  # hot folder: the last file that could not be read
-        self.capture_notice = ""  # hot folder: shown with the verdict of the photo it came with
         self.unlocked = False  # True: close without asking (OS signal, tests), as in the kiosk
         self._frames_at_last_tick = 0
 
@@ -157,7 +156,6 @@ class MainWindow(QMainWindow):
         s.sig_capture_refused.connect(self._on_capture_refused)
         s.sig_source_status.connect(self._on_source_status)
         s.sig_source_problem.connect(self._on_source_problem)
-        s.sig_source_notice.connect(self._on_source_notice)
         s.sig_model_status.connect(self._on_model_status)
         s.sig_queue_status.connect(self._on_queue_status)
         s.sig_queue_error.connect(self._on_queue_error)
@@ -402,11 +400,11 @@ class MainWindow(QMainWindow):
                 f"<b style='color:{colour}'>{verdict}</b>: score {j.score:.2f} "
                 f"(threshold {j.threshold:.2f})."
             )
-        if self.capture_notice:
+        if outcome.notice:  # e.g. a hot-folder file that replaced an earlier photo
             self.verdict_label.setText(
-                f"{self.verdict_label.text()}<br><b>Note</b>: {html.escape(self.capture_notice)}"
+                f"{self.verdict_label.text()}<br><b>Note</b>: {html.escape(outcome.notice)}"
             )
-            self.capture_notice = ""
+            self.statusBar().showMessage(outcome.notice, 30_000)
         if outcome.store_error:
             QMessageBox.warning(self, "Photo not saved", outcome.store_error)
         self.gallery.mark_stale()
@@ -521,12 +519,6 @@ class MainWindow(QMainWindow):
                 self._set_guidance(LOADING_MODEL, False)
             else:
                 self._set_guidance(NO_MODEL_GATE_MESSAGE, True)
-
-    @Slot(str)
-    def _on_source_notice(self, message: str) -> None:
-        """The next capture comes with something staff must know (a replaced file)."""
-        self.capture_notice = message
-        self.statusBar().showMessage(message, 30_000)
 
     @Slot(str)
     def _on_source_problem(self, message: str) -> None:

@@ -49,7 +49,6 @@ class CaptureSession(QObject):
     sig_capture_refused = Signal(str)
     sig_source_status = Signal(str, bool)
     sig_source_problem = Signal(str)
-    sig_source_notice = Signal(str)  # to show with the next capture (a replaced hot-folder file)
     sig_model_status = Signal(str, bool)
     sig_queue_status = Signal(object)  # QueueStatus
     sig_queue_error = Signal(str)
@@ -270,14 +269,13 @@ class CaptureSession(QObject):
         """A hot-folder file: always evaluated and stored as a capture, whatever the screen."""
         worker = self._camera_worker
         folder = source_label(worker.source) if worker is not None else "hotfolder:"
-        if frame.notice:
-            self.sig_source_notice.emit(frame.notice)
         self._submit_capture(
             frame.image,
             frame.colour_order,
             f"{folder}/{frame.label}",
             frame.encoded,
             frame.on_stored,
+            frame.notice,
         )
 
     def _submit_capture(
@@ -287,6 +285,7 @@ class CaptureSession(QObject):
         source: str,
         encoded: bytes | None = None,
         on_stored: Callable[[], None] | None = None,
+        notice: str = "",
     ) -> None:
         self.flow.capture_requested()
         self.gate.note_capture()
@@ -306,6 +305,7 @@ class CaptureSession(QObject):
                 encoded,
                 time.monotonic(),
                 on_stored,
+                notice,
             ),
         )
 

@@ -71,6 +71,7 @@ class CaptureRequest:
     requested_at: float
     # a hot-folder file: marks it done once stored (core.sources.Frame.on_stored)
     on_stored: Callable[[], None] | None = None
+    notice: str = ""  # core.sources.Frame.notice: told to staff with the outcome
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,9 @@ class InferenceWorker(StoppableWorker):
             on_stored=request.on_stored,
         )
         elapsed = (time.monotonic() - request.requested_at) * 1000.0
-        self.sig_capture_done.emit(dataclasses.replace(outcome, elapsed_ms=elapsed))
+        self.sig_capture_done.emit(
+            dataclasses.replace(outcome, elapsed_ms=elapsed, notice=request.notice)
+        )
 
     @Slot(str, int, bool)
     def _on_load_image(self, capture_id: str, request: int, score: bool) -> None:
