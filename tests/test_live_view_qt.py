@@ -76,6 +76,17 @@ class _StillSource:
     def close(self) -> None: ...
 
 
+def _still_worker(inference: LatestSlot[Frame], **settings: float) -> CameraWorker:
+    """A camera worker fed by hand (``_publish``), its model mailbox ``inference``."""
+    return CameraWorker(
+        _StillSource(),  # type: ignore[arg-type]
+        LatestSlot[PreviewFrame](),
+        inference,
+        DisplaySize(),
+        **settings,
+    )
+
+
 def _times_sent_to_model(
     worker: CameraWorker, inference: LatestSlot[Frame], still: np.ndarray, frames: int
 ) -> list[float]:
@@ -95,14 +106,7 @@ def test_an_unchanged_view_is_not_scored_again_until_the_rescore_interval(
     from desktop_app.core.demo_scene import render_skin
 
     inference: LatestSlot[Frame] = LatestSlot()
-    worker = CameraWorker(
-        _StillSource(),  # type: ignore[arg-type]
-        LatestSlot[PreviewFrame](),
-        inference,
-        DisplaySize(),
-        live_interval_s=0.1,
-        rescore_s=2.0,
-    )
+    worker = _still_worker(inference, live_interval_s=0.1, rescore_s=2.0)
     still = render_skin(180, 320, seed=3)
     sent = _times_sent_to_model(worker, inference, still, frames=30)  # 3 s at 10 frames a second
     assert sent == pytest.approx([100.0, 102.0])
@@ -120,12 +124,7 @@ def test_by_default_an_unchanged_view_is_rescored_only_every_few_seconds(qtbot: 
 
     assert RESCORE_UNCHANGED_S >= 5.0
     inference: LatestSlot[Frame] = LatestSlot()
-    worker = CameraWorker(
-        _StillSource(),  # type: ignore[arg-type]
-        LatestSlot[PreviewFrame](),
-        inference,
-        DisplaySize(),
-    )
+    worker = _still_worker(inference)
     still = render_skin(180, 320, seed=3)
     sent = _times_sent_to_model(worker, inference, still, frames=120)  # 12 s
     assert sent == pytest.approx([100.0, 100.0 + RESCORE_UNCHANGED_S])
@@ -147,13 +146,7 @@ def test_a_new_verdict_goes_to_the_model_at_once_and_cancels_the_old_run(qtbot: 
     from desktop_app.core.demo_scene import render_skin
 
     inference: LatestSlot[Frame] = LatestSlot()
-    worker = CameraWorker(
-        _StillSource(),  # type: ignore[arg-type]
-        LatestSlot[PreviewFrame](),
-        inference,
-        DisplaySize(),
-        live_interval_s=0.1,
-    )
+    worker = _still_worker(inference, live_interval_s=0.1)
     cancelled: list[bool] = []
     worker.on_scene_change = lambda: cancelled.append(True)
     still = render_skin(180, 320, seed=3)

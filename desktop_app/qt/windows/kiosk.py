@@ -82,6 +82,9 @@ THANKS_NEEDS_STAFF = (
 )
 
 
+CODE_MESSAGE_WIDTH = 720  # px: the check-in message under the 520-720 px entry field
+
+
 class KioskWindow(QWidget):
     """Pages: welcome -> capture (live, then the photo's verdict) -> thanks; plus the PIN pad."""
 
@@ -194,7 +197,7 @@ class KioskWindow(QWidget):
         self.code_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         # a fixed width: a word-wrapped label centred in a box layout otherwise gets squeezed
         # to a sliver and its second line is cut off
-        self.code_message.setFixedWidth(720)
+        self.code_message.setFixedWidth(CODE_MESSAGE_WIDTH)
         self.code_message.setStyleSheet("font-size: 22px; color: #8a1c1c;")
         self.code_message.hide()
         self.code_edit.textEdited.connect(lambda _text: self.code_message.hide())
@@ -369,7 +372,7 @@ class KioskWindow(QWidget):
         if isinstance(checked, PatientRefProblem):
             self.code_message.setText(checked.message)
             # the box layout's alignment ignores a wrapped label's height-for-width
-            self.code_message.setMinimumHeight(self.code_message.heightForWidth(720))
+            self.code_message.setMinimumHeight(self.code_message.heightForWidth(CODE_MESSAGE_WIDTH))
             self.code_message.show()
             self.code_edit.setFocus()
             return
