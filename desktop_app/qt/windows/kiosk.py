@@ -81,7 +81,6 @@ THANKS_NEEDS_STAFF = (
     "Thank you.\nYour photo is saved.\nPlease tell a staff member: they need to send it for you."
 )
 
-
 CODE_MESSAGE_WIDTH = 720  # px: the check-in message under the 520-720 px entry field
 
 
