@@ -15,6 +15,7 @@ import numpy as np
 
 from model_export.data import degradations as deg
 from model_export.data import fault_kit, raters
+from model_export.data.rated import RATED_SET_FOLDERS
 
 JPEG_QUALITY = 95
 SCREEN_MU0 = 3.0
@@ -145,9 +146,6 @@ class Item:
 def load_manifest(shared_data: Path) -> list[dict[str, str]]:
     with open(shared_data / "manifest.csv", newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-RATED_SET_FOLDERS = ("rated", "rated2")
 
 
 def rated_sources(shared_data: Path) -> set[str]:

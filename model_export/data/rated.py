@@ -83,10 +83,14 @@ def load_rated_set(
     return photos
 
 
+#: The folders of ../shared/data that hold photos rated by people, each its own rated set.
+RATED_SET_FOLDERS = ("rated", "rated2")
+
+
 def load_rated_photos(shared_data: Path) -> list[RatedPhoto]:
     """Both rated sets under ``shared_data`` (``rated/`` and ``rated2/`` where present)."""
     photos: list[RatedPhoto] = []
-    for name in ("rated", "rated2"):
+    for name in RATED_SET_FOLDERS:
         if (shared_data / name / "ratings.csv").is_file():
             photos.extend(load_rated_set(shared_data / name, name))
     return photos

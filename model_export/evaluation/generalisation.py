@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from model_export.data.rated import (
+    RATED_SET_FOLDERS,
     RatedPhoto,
     load_rated_photos,
     operating_threshold,
@@ -388,7 +389,7 @@ def _starting_model(
     """The starting model at its own threshold: per rated set, reason F1 on rated2, by fault."""
     labels, photos = data.labels, data.photos
     starting: dict[str, Any] = {"threshold": threshold}
-    for name in ("rated", "rated2"):
+    for name in RATED_SET_FOLDERS:
         idx = data.in_set(name)
         starting[name] = rates_at(labels[idx], scores[idx], threshold)
     rated2 = data.where(lambda p: p.rated_set == "rated2")
@@ -406,7 +407,7 @@ def _in_family(
     F1 on rated2, by fault."""
     labels, photos = data.labels, data.photos
     in_family: dict[str, Any] = {"threshold": threshold, "all": rates_at(labels, oof, threshold)}
-    for name in ("rated", "rated2"):
+    for name in RATED_SET_FOLDERS:
         idx = data.in_set(name)
         in_family[name] = rates_at(labels[idx], oof[idx], threshold)
     for cohort in sorted({p.cohort for p in photos}):
