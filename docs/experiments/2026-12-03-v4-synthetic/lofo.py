@@ -23,12 +23,10 @@ SHARED = Path("../shared/data")
 
 
 class WithSynthetic(RatedSet):
-    """A RatedSet whose every tuning also sees ``extra`` (indices of synthetic photos)."""
+    """The rated and synthetic photos; ``extra``: indices of the synthetic ones, which
+    :func:`leave_one_family_out_rated_only` adds to every tuning."""
 
     extra: np.ndarray
-
-    def tune(self, index):  # type: ignore[no-untyped-def]
-        return super().tune(np.concatenate([np.asarray(index, int), self.extra]))
 
 
 def main() -> None:
