@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs")
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     bench.add_argument("--gui", action="store_true", help="also measure the GUI (preview fps...)")
+    bench.add_argument(
+        "--one-piece",
+        action="store_true",
+        help="run each bag in one session, not split over two at the model's trunk/head seam "
+        "(to compare the two)",
+    )
     return parser
 
 
@@ -79,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_score(args)
     if args.command == "bench":
         from desktop_app.core.bench import run_bench_cli
+
+        if args.one_piece:  # read by every QualityEngine of this process, the GUI bench's too
+            os.environ["SKIN_CAPTURE_SPLIT_BAGS"] = "0"
 
         gui_bench = None
         if args.gui:  # the Qt GUI bench: chosen here, so that core imports no Qt

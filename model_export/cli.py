@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling.add_parser(sub)
     generalisation_cli.add_parser(sub)
     generalisation_cli.add_evaluate_file_parser(sub)
+    from model_export.export import seam
+
+    seam.add_parser(sub)
     return parser
 
 
@@ -204,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model_export.config import ConfigError
     from model_export.data.dataset import DatasetError
     from model_export.export.onnx_graph import ExportCheckError
+    from model_export.export.seam import SeamError
     from model_export.model.streaming import StreamingError
     from model_export.training.train import TrainingError
 
@@ -215,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainingError,
         ExportCheckError,
         StreamingError,
+        SeamError,
         FileNotFoundError,
     ) as exc:
         logger.error("%s", exc)

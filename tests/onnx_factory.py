@@ -3,7 +3,10 @@
 The handmade graph is a real, if simple, quality model: per-patch sharpness is the mean absolute
 Laplacian of the grey image, mapped through a logistic to a patch score; MIL weights are a softmax
 over sharpness; the bag score is the weighted mean of patch scores. It follows the exact graph
-interface of the metadata contract, so the engine and app exercise the real code path.
+interface of the metadata contract, so the engine and app exercise the real code path: its
+"trunk" gives each patch a descriptor ``[N, 2]`` (sharpness, mean grey) and its "head" reads only
+that, so by default (as the bundled models) it has the trunk/head seam of schema 2
+(``model_export.export.seam``), and the engine splits its bags.
 """
 
 from __future__ import annotations
@@ -17,17 +20,24 @@ from onnx import TensorProto, helper, numpy_helper
 
 from desktop_app.core.model_meta import (
     METADATA_KEY,
+    SEAM_GRAPH_IO,
     DecisionSpec,
+    GraphIO,
     GridSpec,
     ModelMeta,
     TilingSpec,
 )
+from model_export.export.seam import open_seam
 
 SHARPNESS_CENTRE = 0.02
 SHARPNESS_GAIN = 150.0
+DESCRIPTOR = "trunk_descriptors"
 
 
-def make_meta(patch_size: int = 32, threshold: float = 0.5, **overrides: object) -> ModelMeta:
+def make_meta(
+    patch_size: int = 32, threshold: float = 0.5, seam: bool = True, **overrides: object
+) -> ModelMeta:
+    """The test model's record; ``seam=False``: a schema 1 record (no trunk/head seam)."""
     meta = ModelMeta(
         model_name="test-sharpness",
         model_version="0.0.1-test",
@@ -40,11 +50,15 @@ def make_meta(patch_size: int = 32, threshold: float = 0.5, **overrides: object)
         ),
         reason_names=("blur", "dark"),
         decision=DecisionSpec(threshold=threshold),
+        schema_version=2 if seam else 1,
+        graph_io=SEAM_GRAPH_IO if seam else GraphIO(),
     )
     return dataclasses.replace(meta, **overrides)  # type: ignore[arg-type]
 
 
-def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.ModelProto:
+def build_graph(
+    patch_size: int, n_reasons: int = 2, k_levels: int = 5, seam: bool = True
+) -> onnx.ModelProto:
     p = patch_size
     inits = [
         numpy_helper.from_array(
@@ -69,13 +83,22 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
         ),
         numpy_helper.from_array(np.array(0.25, np.float32), "dark_c"),
         numpy_helper.from_array(np.array(20.0, np.float32), "dark_g"),
+        numpy_helper.from_array(np.array(0, np.int64), "column_0"),
+        numpy_helper.from_array(np.array(1, np.int64), "column_1"),
     ]
     nodes = [
+        # trunk: each patch's descriptor [N, 2] = (sharpness, mean grey)
         helper.make_node("Conv", ["patches", "grey_w"], ["grey"]),
         helper.make_node("Conv", ["grey", "lap_w"], ["lap"]),
         helper.make_node("Abs", ["lap"], ["lap_abs"]),
-        helper.make_node("ReduceMean", ["lap_abs", "axes_chw"], ["sharp4"], keepdims=0),
-        helper.make_node("Reshape", ["sharp4", "shape_flat"], ["sharp"]),
+        helper.make_node("ReduceMean", ["lap_abs", "axes_chw"], ["sharp_n"], keepdims=0),
+        helper.make_node("ReduceMean", ["grey", "axes_chw"], ["grey_n"], keepdims=0),
+        helper.make_node("Unsqueeze", ["sharp_n", "axes_1"], ["sharp_col"]),
+        helper.make_node("Unsqueeze", ["grey_n", "axes_1"], ["grey_col"]),
+        helper.make_node("Concat", ["sharp_col", "grey_col"], [DESCRIPTOR], axis=1),
+        # head: reads only the descriptors
+        helper.make_node("Gather", [DESCRIPTOR, "column_0"], ["sharp"], axis=1),
+        helper.make_node("Gather", [DESCRIPTOR, "column_1"], ["patch_grey"], axis=1),
         helper.make_node("Sub", ["sharp", "sharp_c"], ["sharp_d"]),
         helper.make_node("Mul", ["sharp_d", "sharp_g"], ["patch_logit"]),
         helper.make_node("Sigmoid", ["patch_logit"], ["patch_scores"]),
@@ -116,8 +139,7 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
         # reason 0 "blur": 1 - pooled score; reason 1 "dark": mean grey below 0.25
         nodes += [
             helper.make_node("Sub", ["one", "score"], ["blur_p"]),
-            helper.make_node("ReduceMean", ["grey", "axes_chw"], ["bright4"], keepdims=0),
-            helper.make_node("ReduceMean", ["bright4", "axes_0"], ["bright"], keepdims=1),
+            helper.make_node("ReduceMean", ["patch_grey", "axes_0"], ["bright"], keepdims=1),
             helper.make_node("Sub", ["dark_c", "bright"], ["dark_d"]),
             helper.make_node("Mul", ["dark_d", "dark_g"], ["dark_l"]),
             helper.make_node("Sigmoid", ["dark_l"], ["dark_p"]),
@@ -137,6 +159,8 @@ def build_graph(patch_size: int, n_reasons: int = 2, k_levels: int = 5) -> onnx.
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
+    if seam:
+        model = open_seam(model, DESCRIPTOR, 2)
     onnx.checker.check_model(model)
     return model
 
@@ -149,7 +173,9 @@ def write_model(
 ) -> Path:
     """Write a test model; ``metadata_json`` overrides the serialised ``meta`` (for bad cases)."""
     meta = meta or make_meta()
-    model = graph or build_graph(meta.tiling.patch_size, n_reasons=len(meta.reason_names))
+    model = graph or build_graph(
+        meta.tiling.patch_size, n_reasons=len(meta.reason_names), seam=meta.graph_io.has_seam
+    )
     del model.metadata_props[:]
     text = meta.to_json() if metadata_json is None else metadata_json
     if text != "":

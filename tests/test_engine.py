@@ -130,3 +130,51 @@ def test_a_sliver_image_is_scored_in_bounded_memory(engine: QualityEngine) -> No
     result = engine.score(sliver)  # the test model: patch 32, at most 64 patches
     assert np.isfinite(result.score)
     assert result.layout.resized_hw[1] <= 32 * 64
+
+
+def test_split_bags_give_the_same_result_as_one_piece(tmp_path: Path) -> None:
+    """The trunk/head seam (schema 2): a bag split over two sessions, each half's trunk run at
+    the same time and the head run once on both halves, gives every output of the same graph
+    run in one piece (a schema 1 file without the seam), for every bag size."""
+    from onnx_factory import make_meta, write_model
+
+    split = QualityEngine(write_model(tmp_path / "seam.onnx"), "cpu", intra_op_threads=2)
+    whole = QualityEngine(
+        write_model(tmp_path / "v1.onnx", meta=make_meta(seam=False)), "cpu", intra_op_threads=2
+    )
+    assert split.splits_bags and split.meta.schema_version == 2
+    assert not whole.splits_bags and whole.meta.schema_version == 1
+    rng = np.random.default_rng(3)
+    for n in range(1, 10):
+        patches = rng.random((n, 3, 32, 32), dtype=np.float32)
+        patches[: n // 2] = 0.5 + 0.02 * (patches[: n // 2] - 0.5)  # soft ones beside sharp
+        positions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        for a, b in zip(
+            split.run_patches(patches, positions),
+            whole.run_patches(patches, positions),
+            strict=True,
+        ):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_one_thread_runs_bags_in_one_piece(test_model_path: Path) -> None:
+    assert not QualityEngine(test_model_path, "cpu", intra_op_threads=1).splits_bags
+    assert QualityEngine(test_model_path, "cpu", intra_op_threads=2).splits_bags
+
+
+def test_cancelled_split_run_raises_and_leaves_no_thread(test_model_path: Path) -> None:
+    """A run cancelled through its RunOptions (the app's "stop this check") raises in the
+    calling thread from either half, and the helper thread of the split has ended."""
+    import threading
+
+    import onnxruntime as ort
+
+    engine = QualityEngine(test_model_path, "cpu", intra_op_threads=2)
+    cancelled = ort.RunOptions()
+    cancelled.terminate = True
+    before = threading.active_count()
+    with pytest.raises(Exception, match=r"(?i)terminat"):
+        engine.score(textured(128, 128), "capture", run_options=cancelled)
+    assert threading.active_count() == before
+    assert engine.score(textured(128, 128), "capture").layout.n >= 4  # usable afterwards

@@ -77,9 +77,11 @@ def test_evaluation_report(exported: Path) -> None:
 def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
     payload = load_checkpoint(exported / "checkpoints" / "best.pt")
     model = model_from_checkpoint(payload)
-    engine = QualityEngine(exported / "export" / "tiny-fp32.onnx", providers="cpu")
+    # two threads: the engine splits each bag over two sessions at the files' trunk/head seam
+    engine = QualityEngine(exported / "export" / "tiny-fp32.onnx", "cpu", intra_op_threads=2)
     report = json.loads((exported / "eval" / "report.json").read_text())
     assert engine.meta.precision == "fp32"
+    assert engine.splits_bags and engine.meta.schema_version == 2
     assert engine.threshold == pytest.approx(report["threshold"]["value"])
     assert engine.meta.reason_names == ("blur", "dark")
     assert engine.meta.tiling.patch_size == 32
@@ -100,8 +102,9 @@ def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
             np.testing.assert_allclose(result.patch_scores.ravel(), out[2].numpy(), atol=1e-4)
             np.testing.assert_allclose(result.mil_weights.ravel(), out[3].numpy(), atol=1e-4)
             assert result.accepted == (result.score >= engine.threshold)
-    int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", providers="cpu")
+    int8 = QualityEngine(exported / "export" / "tiny-int8.onnx", "cpu", intra_op_threads=2)
     assert int8.meta.precision == "int8" and int8.threshold == engine.threshold
+    assert int8.splits_bags
     # the int8 file's validation metrics are its own; other splits say they are fp32's
     val8 = int8.meta.validation_metrics["val"]
     assert val8["measured_on"].startswith("this int8 file") and val8["n"] > 0
@@ -126,6 +129,7 @@ def test_bench_torch_prints_one_json_line(
     exported: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from model_export.bench import bench_torch
+
     model = exported / "export" / "tiny-int8.onnx"
     assert bench_torch.sidecar_checkpoint(model).is_file()
     assert (

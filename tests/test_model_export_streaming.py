@@ -160,3 +160,37 @@ def test_float16_exact_weights_are_stored_as_float16_with_identical_results(
     assert kinds == {"w_exact__fp16": TensorProto.FLOAT16, "w_inexact": TensorProto.FLOAT}
     after = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     np.testing.assert_array_equal(after, before)
+
+
+def test_the_seam_splits_bags_with_the_same_outputs(plain_model: Path, tmp_path: Path) -> None:
+    """``skin-capture-model seam`` on a streamed export: metadata schema 2 with the seam named,
+    the app's engine splits bags, and every output is the original's; a second seam, and a seam
+    on a one-pass trunk (which cannot take an empty batch), are refused."""
+    import cv2
+
+    from desktop_app.core.inference import QualityEngine
+    from desktop_app.core.model_meta import GridSpec, TilingSpec
+    from model_export.export.onnx_graph import set_metadata
+    from model_export.export.seam import SeamError, open_seam, seam_existing_file
+
+    source = tmp_path / "source.onnx"
+    model = onnx.load(str(plain_model))
+    with pytest.raises(SeamError, match="streamed"):
+        seam_existing_file(plain_model, tmp_path / "refused.onnx")
+    assert not (tmp_path / "refused.onnx").exists()
+    onnx.save(stream_trunk(model, 1), str(source))
+    tiling = TilingSpec(PATCH, GridSpec(max_long_side=96), GridSpec(max_long_side=128))
+    set_metadata(source, ModelMeta("t", "0", "2026-01-01T00:00:00Z", tiling=tiling))
+    images = []
+    rng = np.random.default_rng(1)
+    for k in range(2):
+        images.append(tmp_path / f"photo{k}.png")
+        cv2.imwrite(str(images[-1]), rng.integers(0, 256, (90, 150, 3), dtype=np.uint8))
+    target = tmp_path / "seam.onnx"
+    result = seam_existing_file(source, target, images)
+    assert result["max_abs_output_diff"] <= 1e-5 and result["split_bags_checked"] >= 1
+    engine = QualityEngine(target, providers="cpu", intra_op_threads=2)
+    assert engine.splits_bags and engine.meta.schema_version == 2
+    assert engine.meta.graph_io.has_seam
+    with pytest.raises(SeamError, match="already"):
+        open_seam(onnx.load(str(target)), "anything", 4)

@@ -9,6 +9,7 @@ from onnx_factory import build_graph, make_meta, write_model
 
 from desktop_app.core.inference import QualityEngine
 from desktop_app.core.model_meta import (
+    SEAM_GRAPH_IO,
     ModelContractError,
     ModelMeta,
     OrdinalSpec,
@@ -119,3 +120,18 @@ def test_inconsistent_record_is_refused(change: dict[str, object], message: str)
     bad = dataclasses.replace(make_meta(), **change)  # type: ignore[arg-type]
     with pytest.raises(ModelContractError, match=message):
         ModelMeta.from_json(bad.to_json())
+
+
+def test_a_declared_seam_must_be_in_the_graph(tmp_path: Path) -> None:
+    """A schema 2 record naming the trunk/head seam on a graph without one is refused, and so
+    are half a seam and a seam in a schema 1 record."""
+    path = write_model(
+        tmp_path / "no-seam.onnx", meta=make_meta(), graph=build_graph(32, seam=False)
+    )
+    with pytest.raises(ModelContractError, match="seam input 'descriptors_in'"):
+        QualityEngine(path, providers="cpu")
+    half = dataclasses.replace(SEAM_GRAPH_IO, output_descriptors="")
+    with pytest.raises(ModelContractError, match="both its input and its output"):
+        ModelMeta.from_json(make_meta(graph_io=half).to_json())
+    with pytest.raises(ModelContractError, match="needs metadata schema version 2"):
+        ModelMeta.from_json(make_meta(schema_version=1).to_json())

@@ -156,3 +156,18 @@ def test_every_entry_point_resolves_the_model_the_same_way(
     save_settings(AppSettings(model_path=str(other)))  # chosen in Settings, as the GUI does
     assert threshold_used(["score", "--json", image]) == 0.123
     assert threshold_used(["score", "--model", str(test_model_path), "--json", image]) == 0.5
+
+
+def test_bench_reports_whether_bags_are_split(
+    test_model_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``skin-capture bench`` says how each bag ran; ``--one-piece`` runs them unsplit (the
+    A/B comparison of the trunk/head seam), for this process's engines."""
+    monkeypatch.setenv("SKIN_CAPTURE_SPLIT_BAGS", "1")  # undone after the test: --one-piece sets 0
+    common = ["bench", "--model", str(test_model_path), "--threads", "2", "--json", "--no-torch"]
+    assert main([*common, "--runs", "20", "--warmup", "1"]) == 0
+    split = json.loads(capsys.readouterr().out)
+    assert [c["split_bags"] for c in split["cases"]] == [True, True]
+    assert main([*common, "--runs", "20", "--warmup", "1", "--one-piece"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert [c["split_bags"] for c in whole["cases"]] == [False, False]

@@ -135,6 +135,7 @@ def run_bench(
                 precision=engine.meta.precision if precision == "model" else precision,
                 provider=engine.provider,
                 load_ms=load_ms,
+                split_bags=engine.splits_bags,
             )
             report["cases"].append(case)
         report["model_version"] = engine.meta.model_version
@@ -157,12 +158,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"model version {report.get('model_version', '?')}",
         f"{'model':<24}{'precision':<10}{'provider':<22}{'grid':<9}{'patches':>8}"
-        f"{'load ms':>10}{'median ms':>11}{'p90 ms':>9}",
+        f"{'load ms':>10}{'median ms':>11}{'p90 ms':>9}  bag",
     ]
     for c in report["cases"]:
+        split = "split in two" if c.get("split_bags") else "one piece"
         lines.append(
             f"{c['model']:<24}{c['precision']:<10}{c['provider']:<22}{c['grid']:<9}"
             f"{c['patches']:>8}{c['load_ms']:>10.0f}{c['median_ms']:>11.1f}{c['p90_ms']:>9.1f}"
+            f"  {split}"
         )
     for t in report["torch"]:
         lines.append(

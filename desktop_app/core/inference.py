@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ from desktop_app.core.tiling import (
 logger = logging.getLogger(__name__)
 
 GridName = Literal["live", "capture"]
+
+# Bags smaller than this run in one piece: for two patches, splitting them over two single-
+# threaded sessions was slower than one two-threaded run (125 vs 103 ms, int8, 2 cores).
+MIN_PATCHES_TO_SPLIT = 4
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,17 @@ class QualityEngine:
     ``memory_arena=False`` turns off onnxruntime's CPU memory arena: activation memory is
     returned after every run instead of being kept (and fragmented across bag sizes), which
     bounds a long-running app's resident memory at some cost in speed.
+
+    Split bags: when the file has a trunk/head seam (metadata schema 2), the model runs on the
+    CPU, ``split_bags`` is not False (None: unless ``$SKIN_CAPTURE_SPLIT_BAGS`` is 0, for
+    comparing the two ways in ``skin-capture bench --one-piece``) and at least two threads are
+    allowed (``intra_op_threads``, ``$SKIN_CAPTURE_THREADS``,
+    else the machine's CPU count), two sessions of the same file each get half of the threads;
+    a bag of at least :data:`MIN_PATCHES_TO_SPLIT` patches then has each half of its patches run
+    through the trunk by one session at the same time, and the head pools the two halves'
+    descriptors once. The trunk runs patch by patch, so the halves do the same arithmetic as one
+    run of the whole bag, and one session using both cores inside every convolution leaves
+    more of them idle (docs/experiments/2026-12-03-parallel-patches).
     """
 
     def __init__(
@@ -144,6 +160,7 @@ class QualityEngine:
         providers: str = "auto",
         intra_op_threads: int | None = None,
         memory_arena: bool = True,
+        split_bags: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -154,27 +171,35 @@ class QualityEngine:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         threads = intra_op_threads or int(os.environ.get("SKIN_CAPTURE_THREADS", "0") or 0)
-        if threads > 0:
-            options.intra_op_num_threads = threads
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = memory_arena
-        try:
-            self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=choose_providers(providers)
-            )
-        except ModelContractError:
-            raise
-        except Exception as exc:
-            raise ModelContractError(
-                describe_model_error(exc, "load", self.model_path.name)
-            ) from exc
+        chosen = choose_providers(providers)
+        allowed = threads if threads > 0 else (os.cpu_count() or 1)
+        # Guess that the file can split bags (the bundled ones can), so that the usual case
+        # builds two sessions, not three; a file without the seam gets its one session again.
+        if split_bags is None:
+            split_bags = os.environ.get("SKIN_CAPTURE_SPLIT_BAGS", "1") != "0"
+        guess_split = split_bags and allowed > 1 and chosen[0] == "CPUExecutionProvider"
+        if guess_split:
+            options.intra_op_num_threads = allowed // 2
+        elif threads > 0:
+            options.intra_op_num_threads = threads
+        self._session = self._open_session(ort, options, chosen)
         custom = self._session.get_modelmeta().custom_metadata_map
         self.meta = ModelMeta.from_json(custom.get(METADATA_KEY))
         check_graph_consistency(
             self.meta,
             {i.name: list(i.shape) for i in self._session.get_inputs()},
             {o.name: list(o.shape) for o in self._session.get_outputs()},
+            {i.name: list(i.shape) for i in self._session.get_overridable_initializers()},
         )
+        # The second session of a split bag (None: bags run in one piece).
+        self._second_session: Any = None
+        if guess_split and self.meta.graph_io.has_seam:
+            self._second_session = self._open_session(ort, options, chosen)
+        elif guess_split:
+            options.intra_op_num_threads = threads if threads > 0 else 0
+            self._session = self._open_session(ort, options, chosen)
         io = self.meta.graph_io
         self._output_names = [
             io.output_score,
@@ -186,18 +211,34 @@ class QualityEngine:
             self._output_names.append(io.output_reasons)
         self.load_ms = (time.perf_counter() - t0) * 1000.0
         logger.info(
-            "Loaded model %s %s (%s) from %s with %s in %.0f ms",
+            "Loaded model %s %s (%s) from %s with %s in %.0f ms (%s)",
             self.meta.model_name,
             self.meta.model_version,
             self.meta.precision,
             self.model_path.name,
             self.provider,
             self.load_ms,
+            "bags split over two sessions" if self.splits_bags else "bags run in one piece",
         )
+
+    def _open_session(self, ort: Any, options: Any, providers: list[str]) -> Any:
+        try:
+            return ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=providers
+            )
+        except Exception as exc:
+            raise ModelContractError(
+                describe_model_error(exc, "load", self.model_path.name)
+            ) from exc
 
     @property
     def provider(self) -> str:
         return str(self._session.get_providers()[0])
+
+    @property
+    def splits_bags(self) -> bool:
+        """Whether bags of :data:`MIN_PATCHES_TO_SPLIT` or more patches are split (class doc)."""
+        return self._second_session is not None
 
     @property
     def threshold(self) -> float:
@@ -230,9 +271,48 @@ class QualityEngine:
         ``terminate`` flag; the cancelled call then raises.
         """
         io = self.meta.graph_io
-        feeds = {io.input_patches: patches, io.input_positions: positions}
+        if self._second_session is None or len(patches) < MIN_PATCHES_TO_SPLIT:
+            feeds = {io.input_patches: patches, io.input_positions: positions}
+            outputs = self._session.run(self._output_names, feeds, run_options)
+            return [np.asarray(o) for o in outputs]
+        first = (len(patches) + 1) // 2
+        descriptors = self._trunk_in_two(patches, positions, first, run_options)
+        feeds = {
+            io.input_patches: patches[:0],
+            io.input_positions: positions,
+            io.input_prior_descriptors: descriptors,
+        }
         outputs = self._session.run(self._output_names, feeds, run_options)
         return [np.asarray(o) for o in outputs]
+
+    def _trunk_in_two(
+        self, patches: np.ndarray, positions: np.ndarray, first: int, run_options: Any
+    ) -> np.ndarray:
+        """Trunk descriptors float32 ``[N, D]`` of ``patches`` ``[N, 3, P, P]``: the first
+        ``first`` by this thread's session while the second session (in a helper thread that
+        ends with the call) does the rest. An error or a cancellation in either is raised here.
+        """
+        io = self.meta.graph_io
+        wanted = [io.output_descriptors]
+        second: dict[str, Any] = {}
+
+        def run_second_half() -> None:
+            feeds = {io.input_patches: patches[first:], io.input_positions: positions[first:]}
+            try:
+                second["descriptors"] = self._second_session.run(wanted, feeds, run_options)[0]
+            except Exception as exc:  # noqa: BLE001 - raised again in the calling thread
+                second["error"] = exc
+
+        helper = threading.Thread(target=run_second_half, name="trunk-second-half", daemon=True)
+        helper.start()
+        try:
+            feeds = {io.input_patches: patches[:first], io.input_positions: positions[:first]}
+            own = self._session.run(wanted, feeds, run_options)[0]
+        finally:
+            helper.join()
+        if "error" in second:
+            raise second["error"]
+        return np.concatenate([np.asarray(own, np.float32), second["descriptors"]], axis=0)
 
     def score(
         self,

@@ -17,6 +17,19 @@ Graph interface fixed by schema version 1 (names are in :class:`GraphIO`):
 * output ``patch_scores`` float32 ``[N]``       - the same probability for each patch alone.
 * output ``mil_weights``  float32 ``[N]``       - MIL pooling weights (non-negative, sum 1).
 * output ``reasons``      float32 ``[1, R]``    - per-reason probabilities (only when R > 0).
+
+Schema version 2 adds an optional seam between the per-patch trunk and the MIL head (names in
+:class:`GraphIO`, empty when a file has none), so that one bag's patches can be run through the
+trunk in parts (at the same time, on separate cores) and pooled once:
+
+* input  ``descriptors_in`` float32 ``[M, D]`` - trunk descriptors of M earlier patches of the
+  same bag, from earlier runs' ``descriptors``; pooled first, before the N patches' own, so
+  ``positions`` is then ``[M + N, 2]`` and ``patch_scores`` / ``mil_weights`` are ``[M + N]``.
+  It defaults to an empty ``[0, D]`` tensor (an ONNX initializer), so a caller that feeds only
+  ``patches`` and ``positions`` gets exactly the schema 1 behaviour.
+* output ``descriptors``   float32 ``[N, D]`` - the trunk descriptors of ``patches``.
+
+A schema 1 file (no seam) is still read; it is then run in one piece.
 """
 
 from __future__ import annotations
@@ -28,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METADATA_KEY = "skin_capture_assist.model_meta"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 
 REASON_NAMES_V1: tuple[str, ...] = (
     "blur",
@@ -58,6 +71,16 @@ class GraphIO:
     output_patch_scores: str = "patch_scores"
     output_mil_weights: str = "mil_weights"
     output_reasons: str = "reasons"
+    # the trunk/head seam (schema 2); empty: the file has none and runs in one piece
+    input_prior_descriptors: str = ""
+    output_descriptors: str = ""
+
+    @property
+    def has_seam(self) -> bool:
+        return bool(self.input_prior_descriptors and self.output_descriptors)
+
+
+SEAM_GRAPH_IO = GraphIO(input_prior_descriptors="descriptors_in", output_descriptors="descriptors")
 
 
 @dataclass(frozen=True)
@@ -123,7 +146,7 @@ class DecisionSpec:
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """Everything the app needs to run and trust a quality model (schema version 1)."""
+    """Everything the app needs to run and trust a quality model (schema version 1 or 2)."""
 
     model_name: str
     model_version: str
@@ -215,6 +238,11 @@ class ModelMeta:
             problems.append("normalisation needs three means and three non-zero stds")
         if len(set(self.reason_names)) != len(self.reason_names):
             problems.append("duplicate reason names")
+        io = self.graph_io
+        if bool(io.input_prior_descriptors) != bool(io.output_descriptors):
+            problems.append("the trunk/head seam needs both its input and its output named")
+        if io.has_seam and self.schema_version < 2:
+            problems.append("a trunk/head seam needs metadata schema version 2")
         if problems:
             raise ModelContractError("The model's metadata is inconsistent: " + "; ".join(problems))
 
@@ -253,11 +281,13 @@ def check_graph_consistency(
     meta: ModelMeta,
     input_shapes: dict[str, list[int | str | None]],
     output_shapes: dict[str, list[int | str | None]],
+    optional_input_shapes: dict[str, list[int | str | None]] | None = None,
 ) -> None:
     """Compare the record with the graph's declared inputs/outputs.
 
     ``*_shapes`` map tensor name -> shape as reported by onnxruntime (ints for static dims,
-    strings or None for dynamic ones).
+    strings or None for dynamic ones); ``optional_input_shapes`` are the inputs with a default
+    (onnxruntime's overridable initializers), where the seam's ``descriptors_in`` lives.
     """
     io = meta.graph_io
     problems: list[str] = []
@@ -304,7 +334,33 @@ def check_graph_consistency(
         and rs[1] != len(meta.reason_names)
     ):
         problems.append(f"graph has {rs[1]} reasons, metadata names {len(meta.reason_names)}")
+    if io.has_seam:
+        problems += _seam_problems(io, optional_input_shapes or {}, output_shapes)
     if problems:
         raise ModelContractError(
             "The model file does not match its own metadata: " + "; ".join(problems)
         )
+
+
+def _seam_problems(
+    io: GraphIO,
+    optional_input_shapes: dict[str, list[int | str | None]],
+    output_shapes: dict[str, list[int | str | None]],
+) -> list[str]:
+    """What is wrong with a declared trunk/head seam: both ends present, ``[M, D]`` in and
+    ``[N, D]`` out with the same D."""
+    prior = optional_input_shapes.get(io.input_prior_descriptors)
+    own = output_shapes.get(io.output_descriptors)
+    problems = []
+    if prior is None:
+        problems.append(
+            f"the seam input '{io.input_prior_descriptors}' (with a default) is missing"
+        )
+    if own is None:
+        problems.append(f"the seam output '{io.output_descriptors}' is missing")
+    if prior is not None and own is not None:
+        if len(prior) != 2 or len(own) != 2:
+            problems.append(f"the seam tensors are {prior} and {own}, expected [M, D] and [N, D]")
+        elif isinstance(prior[1], int) and isinstance(own[1], int) and prior[1] != own[1]:
+            problems.append(f"the seam passes {own[1]} descriptor values but takes {prior[1]}")
+    return problems

@@ -59,10 +59,11 @@ from model_export.export.onnx_graph import (
     set_metadata,
     store_exact_fp16_weights,
 )
+from model_export.export.seam import find_descriptor, seam_model_file
 from model_export.metrics import roc_auc, youden_threshold
 from model_export.model.features import tile_image
-from model_export.model.network import PatchMILQualityNet
-from model_export.model.streaming import find_trunk_output, write_streamed
+from model_export.model.network import DESCRIPTOR_DIM, PatchMILQualityNet
+from model_export.model.streaming import find_trunk_output, is_streamed, write_streamed
 from model_export.training.train import TrainingError, load_checkpoint, model_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -422,6 +423,10 @@ def _write_files(
     moved from the temporary folder into ``out``. Returns the fp32 file's metadata."""
     meta = build_meta(run.payload, run.report, "fp32", extra)
     set_metadata(fp32.path, meta)
+    check_bags = run.bags(run.val_idx[:2])
+    seam = is_streamed(onnx.load(str(fp32.path)))  # a one-pass trunk cannot take a seam
+    if seam:
+        meta = _open_seam_checked(fp32.path, check_bags)
     written = [fp32.path]
     if int8_file is not None:
         int8_path, scores_int8, threshold_int8 = int8_file
@@ -429,6 +434,8 @@ def _write_files(
         set_metadata(
             int8_path, int8_meta(meta, extra, run.labels, scores_int8, threshold_int8, cohorts)
         )
+        if seam:
+            _open_seam_checked(int8_path, check_bags)
         written.append(int8_path)
     tmp = fp32.path.parent
     written.append(_save_torch(run.payload, tmp / f"{name}-torch.pt"))
@@ -437,6 +444,26 @@ def _write_files(
     written.append(card)
     for f in written:
         shutil.move(str(f), out / f.name)
+    return meta
+
+
+def _open_seam_checked(path: Path, bags: list[Bag]) -> ModelMeta:
+    """Open the trunk/head seam of the streamed file ``path`` (metadata schema 2) and check that
+    the app's engine, splitting each bag over two sessions, gives the scores of the file in one
+    piece."""
+    from desktop_app.core.inference import QualityEngine
+
+    before = onnx_scores(path, bags)
+    descriptor = find_descriptor(onnx.load(str(path)))
+    meta = seam_model_file(path, path, descriptor, DESCRIPTOR_DIM)
+    engine = QualityEngine(path, providers="cpu", intra_op_threads=2)
+    after = np.array([float(engine.run_patches(p, q)[0][0]) for p, q in bags])
+    worst = float(np.max(np.abs(after - before))) if len(bags) else 0.0
+    if not (engine.splits_bags and worst <= 1e-5):
+        raise ExportCheckError(
+            f"{path.name} with its trunk/head seam differs by {worst:.3g} when split "
+            f"(split: {engine.splits_bags}); not written"
+        )
     return meta
 
 

@@ -77,7 +77,7 @@ def descriptor_session(model: onnx.ModelProto, descriptor: str) -> Any:
     )
 
 
-def _descriptor_width(model: onnx.ModelProto, descriptor: str, input_name: str) -> int:
+def descriptor_width(model: onnx.ModelProto, descriptor: str, input_name: str) -> int:
     """D of the descriptor [N, D]: from shape inference, else by running one blank patch."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -121,7 +121,7 @@ def stream_trunk(
     out_model.CopyFrom(model)
     graph = out_model.graph
     descriptor = descriptor or find_trunk_output(out_model)
-    width = _descriptor_width(out_model, descriptor, input_name)
+    width = descriptor_width(out_model, descriptor, input_name)
     producer, consumers = _graph_links(graph)
     if descriptor not in producer:
         raise StreamingError(f"no node makes {descriptor!r}")
