@@ -167,12 +167,8 @@ def seam_existing_file(
     import os
     import tempfile
 
-    import numpy as np
-
-    from desktop_app.core.image_io import load_rgb
-    from desktop_app.core.inference import MIN_PATCHES_TO_SPLIT, QualityEngine
-    from desktop_app.core.tiling import patch_positions
-    from model_export.model.streaming import descriptor_width
+    from desktop_app.core.inference import QualityEngine
+    from model_export.model.streaming import compare_engines, descriptor_width
 
     model = onnx.load(str(source))
     descriptor = find_descriptor(model)
@@ -187,17 +183,7 @@ def seam_existing_file(
         split = QualityEngine(tmp, providers="cpu", intra_op_threads=2)
         if not split.splits_bags:
             raise SeamError(f"the engine does not split bags of {source.name} with the seam")
-        worst, checked = 0.0, 0
-        for path in check_images or []:
-            image = load_rgb(path)
-            for grid in ("live", "capture"):
-                patches, layout = original.prepare(image, grid)  # type: ignore[arg-type]
-                positions = patch_positions(layout)
-                a = original.run_patches(patches, positions)
-                b = split.run_patches(patches, positions)
-                checked += int(len(patches) >= MIN_PATCHES_TO_SPLIT)
-                for x, y in zip(a, b, strict=True):
-                    worst = max(worst, float(np.abs(x - y).max()))
+        _, worst, checked = compare_engines(original, split, check_images or [])
         if not worst <= 1e-5:
             raise SeamError(f"split bags differ from {source.name} by {worst:.3g}; not written")
         del original, split

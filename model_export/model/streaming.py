@@ -306,6 +306,31 @@ def write_streamed(source: Path, target: Path, chunk: int) -> None:
     onnx.save(streamed, str(target))
 
 
+def compare_engines(original: Any, candidate: Any, images: list[Path]) -> tuple[float, float, int]:
+    """Both engines on each image at both grids: (largest score difference, largest difference
+    of any output, number of bags of ``MIN_PATCHES_TO_SPLIT`` or more patches)."""
+    import numpy as np
+
+    from desktop_app.core.image_io import load_rgb
+    from desktop_app.core.inference import MIN_PATCHES_TO_SPLIT
+    from desktop_app.core.tiling import patch_positions
+
+    worst_score = worst_output = 0.0
+    large_bags = 0
+    for path in images:
+        image = load_rgb(path)
+        for grid in ("live", "capture"):
+            patches, layout = original.prepare(image, grid)
+            positions = patch_positions(layout)
+            a = original.run_patches(patches, positions)
+            b = candidate.run_patches(patches, positions)
+            large_bags += int(len(patches) >= MIN_PATCHES_TO_SPLIT)
+            worst_score = max(worst_score, float(np.abs(a[0] - b[0]).max()))
+            for x, y in zip(a, b, strict=True):
+                worst_output = max(worst_output, float(np.abs(x - y).max()))
+    return worst_score, worst_output, large_bags
+
+
 def stream_model_file(
     source: Path,
     target: Path,
@@ -323,11 +348,7 @@ def stream_model_file(
     import os
     import tempfile
 
-    import numpy as np
-
-    from desktop_app.core.image_io import load_rgb
     from desktop_app.core.inference import QualityEngine
-    from desktop_app.core.tiling import patch_positions
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
@@ -339,17 +360,7 @@ def stream_model_file(
         candidate = QualityEngine(tmp, providers="cpu")
         int8 = original.meta.precision == "int8"
         limit = tolerance if tolerance is not None else (0.01 if int8 else 1e-4)
-        worst_output = worst_score = 0.0
-        for path in check_images or []:
-            image = load_rgb(path)
-            for grid in ("live", "capture"):
-                patches, layout = original.prepare(image, grid)  # type: ignore[arg-type]
-                positions = patch_positions(layout)
-                a = original.run_patches(patches, positions)
-                b = candidate.run_patches(patches, positions)
-                worst_score = max(worst_score, float(np.abs(a[0] - b[0]).max()))
-                for x, y in zip(a, b, strict=True):
-                    worst_output = max(worst_output, float(np.abs(x - y).max()))
+        worst_score, worst_output, _ = compare_engines(original, candidate, check_images or [])
         checked = worst_score if int8 else worst_output
         if not checked <= limit:
             raise StreamingError(
