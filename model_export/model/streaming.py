@@ -18,10 +18,13 @@ from __future__ import annotations
 import collections
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import TensorProto, helper
+
+if TYPE_CHECKING:
+    from desktop_app.core.inference import GridName, QualityEngine
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +309,9 @@ def write_streamed(source: Path, target: Path, chunk: int) -> None:
     onnx.save(streamed, str(target))
 
 
-def compare_engines(original: Any, candidate: Any, images: list[Path]) -> tuple[float, float, int]:
+def compare_engines(
+    original: QualityEngine, candidate: QualityEngine, images: list[Path]
+) -> tuple[float, float, int]:
     """Both engines on each image at both grids: (largest score difference, largest difference
     of any output, number of bags of ``MIN_PATCHES_TO_SPLIT`` or more patches)."""
     import numpy as np
@@ -319,7 +324,8 @@ def compare_engines(original: Any, candidate: Any, images: list[Path]) -> tuple[
     large_bags = 0
     for path in images:
         image = load_rgb(path)
-        for grid in ("live", "capture"):
+        grids: tuple[GridName, ...] = ("live", "capture")
+        for grid in grids:
             patches, layout = original.prepare(image, grid)
             positions = patch_positions(layout)
             a = original.run_patches(patches, positions)
