@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling.add_parser(sub)
     generalisation_cli.add_parser(sub)
     generalisation_cli.add_evaluate_file_parser(sub)
-    from model_export.export import seam
+    from model_export.export import retile, seam
 
     seam.add_parser(sub)
+    retile.add_parser(sub)
     return parser
 
 
@@ -207,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model_export.config import ConfigError
     from model_export.data.dataset import DatasetError
     from model_export.export.onnx_graph import ExportCheckError
+    from model_export.export.retile import RetileError
     from model_export.export.seam import SeamError
     from model_export.model.streaming import StreamingError
     from model_export.training.train import TrainingError
@@ -220,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ExportCheckError,
         StreamingError,
         SeamError,
+        RetileError,
         FileNotFoundError,
     ) as exc:
         logger.error("%s", exc)
