@@ -14,7 +14,7 @@ the config file. Example (all keys but ``csv`` and ``out_dir`` optional)::
     weights = "../shared/weights/vgg16_imagenet_features_fp16.npz"   # or a torchvision .pth,
                                                                      # or "random" (tests only)
     patch_size = 224
-    max_long_side = 896              # capture grid (used for training and evaluation)
+    max_long_side = 672              # capture grid (used for training and evaluation)
     live_max_long_side = 672
     pooling = "attention"            # attention | mean | max
     reason_pooling = "bag"           # bag | bag_mean_max (input of the reason heads)
@@ -64,7 +64,7 @@ class TrainConfig:
     test_fraction: float = 0.15
     weights: str = str(DEFAULT_WEIGHTS)
     patch_size: int = 224
-    max_long_side: int = 896
+    max_long_side: int = 672
     live_max_long_side: int = 672
     max_patches: int = 64
     pooling: str = "attention"

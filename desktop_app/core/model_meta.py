@@ -119,7 +119,7 @@ class TilingSpec:
 
     patch_size: int = 224
     live: GridSpec = GridSpec(max_long_side=672)
-    capture: GridSpec = GridSpec(max_long_side=896)
+    capture: GridSpec = GridSpec(max_long_side=672)
     resize_interpolation: str = "area_down_linear_up"
 
 
