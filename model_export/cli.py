@@ -116,12 +116,13 @@ def _add_evaluate_parser(sub: Any) -> None:
 
 def _add_stream_parser(sub: Any) -> None:
     """``stream``."""
+    from model_export.model.onnx_files import add_rewrite_arguments
+
     stream = sub.add_parser(
         "stream",
         help="rewrite an exported model so its trunk runs patch by patch (less memory), checked",
     )
-    stream.add_argument("--model", type=Path, required=True, help="exported ONNX model")
-    stream.add_argument("--out", type=Path, required=True, help="where to write (may be --model)")
+    add_rewrite_arguments(stream)
     stream.add_argument("--chunk", type=int, default=1, help="patches per trunk pass")
     stream.add_argument(
         "--check-images", type=Path, help="folder of photos to compare the two models on"

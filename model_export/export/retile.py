@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ import numpy as np
 
 from desktop_app.core.model_meta import GridSpec, ModelMeta, TilingSpec
 from desktop_app.core.tiling import plan_layout
+from model_export.model.onnx_files import add_rewrite_arguments, checked_replacement
 
 if TYPE_CHECKING:
     from desktop_app.core.inference import GridName
@@ -132,11 +131,7 @@ def retile_existing_file(
             f"(first: {Path(changed[0]).name}); their numbers would no longer hold: re-evaluate "
             "instead"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with checked_replacement(source, target) as tmp:
         tmp.write_bytes(source.read_bytes())
         set_metadata(tmp, new_meta)
         candidate = QualityEngine(tmp, providers="cpu")
@@ -156,10 +151,6 @@ def retile_existing_file(
         if worst > 1e-6:
             raise RetileError(f"outputs changed by {worst:.3g} on unchanged bags; not written")
         del original, candidate
-        os.chmod(tmp, source.stat().st_mode & 0o777)  # mkstemp's 0600 would hide it from others
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("retiled %s -> %s (%s)", source.name, target.name, version)
     return RetileReport(len(sizes), len(same), len(scored), worst, tuple(changed))
 
@@ -171,8 +162,7 @@ def add_parser(subparsers: Any) -> None:
         help="change an exported model's grid long sides (metadata only), refused unless every "
         "check photo keeps its patches",
     )
-    parser.add_argument("--model", type=Path, required=True, help="exported ONNX model")
-    parser.add_argument("--out", type=Path, required=True, help="where to write (may be --model)")
+    add_rewrite_arguments(parser)
     parser.add_argument("--version", required=True, help="model version of the rewritten file")
     parser.add_argument("--capture-long-side", type=int, help="new capture grid long side (px)")
     parser.add_argument("--live-long-side", type=int, help="new live grid long side (px)")

@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from desktop_app.core.model_meta import METADATA_KEY, SEAM_GRAPH_IO, ModelMeta
+from model_export.model.onnx_files import add_rewrite_arguments, checked_replacement
 
 logger = logging.getLogger(__name__)
 
@@ -164,20 +165,13 @@ def seam_existing_file(
     check image, at both grids, that the app's engine splitting the bag gives every output of the
     original file run in one piece (to 1e-5). Nothing is written when a check fails. Returns the
     largest difference seen and the number of split bags checked."""
-    import os
-    import tempfile
-
     from desktop_app.core.inference import QualityEngine
     from model_export.model.streaming import compare_engines, descriptor_width
 
     model = onnx.load(str(source))
     descriptor = find_descriptor(model)
     width = descriptor_width(model, descriptor, SEAM_GRAPH_IO.input_patches)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with checked_replacement(source, target) as tmp:
         seam_model_file(source, tmp, descriptor, width)
         original = QualityEngine(source, providers="cpu", intra_op_threads=1)
         split = QualityEngine(tmp, providers="cpu", intra_op_threads=2)
@@ -187,10 +181,6 @@ def seam_existing_file(
         if not worst <= 1e-5:
             raise SeamError(f"split bags differ from {source.name} by {worst:.3g}; not written")
         del original, split
-        os.chmod(tmp, source.stat().st_mode & 0o777)  # mkstemp's 0600 would hide it from others
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"max_abs_output_diff": worst, "split_bags_checked": float(checked)}
 
 
@@ -201,8 +191,7 @@ def add_parser(subparsers: Any) -> None:
         help="open the trunk/head seam of an exported model (schema 2: the app splits bags over "
         "two cores), checked",
     )
-    parser.add_argument("--model", type=Path, required=True, help="exported ONNX model")
-    parser.add_argument("--out", type=Path, required=True, help="where to write (may be --model)")
+    add_rewrite_arguments(parser)
     parser.add_argument("--check-images", type=Path, help="folder of photos to check it on")
     parser.add_argument("--max-check-images", type=int, default=16)
     parser.set_defaults(func=_run)

@@ -351,16 +351,10 @@ def stream_model_file(
     little differently inside the loop, so for them ``tolerance`` (default 0.01) bounds the score.
     Nothing is written when a check fails. Returns the largest differences seen.
     """
-    import os
-    import tempfile
-
     from desktop_app.core.inference import QualityEngine
+    from model_export.model.onnx_files import checked_replacement
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with checked_replacement(source, target) as tmp:
         write_streamed(source, tmp, chunk)
         original = QualityEngine(source, providers="cpu")
         candidate = QualityEngine(tmp, providers="cpu")
@@ -374,8 +368,4 @@ def stream_model_file(
                 f"(> {limit:g}); not written"
             )
         del original, candidate
-        os.chmod(tmp, source.stat().st_mode & 0o777)  # mkstemp's 0600 would hide it from others
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"max_abs_output_diff": worst_output, "max_abs_score_diff": worst_score}
