@@ -44,7 +44,6 @@ class RetileReport:
     photos_unchanged: int
     photos_scored: int
     max_abs_output_diff: float
-    changed: tuple[str, ...]
 
 
 def retiled_meta(
@@ -152,7 +151,7 @@ def retile_existing_file(
             raise RetileError(f"outputs changed by {worst:.3g} on unchanged bags; not written")
         del original, candidate
     logger.info("retiled %s -> %s (%s)", source.name, target.name, version)
-    return RetileReport(len(sizes), len(same), len(scored), worst, tuple(changed))
+    return RetileReport(len(sizes), len(same), len(scored), worst)
 
 
 def add_parser(subparsers: Any) -> None:
