@@ -16,6 +16,7 @@ the config file. Example (all keys but ``csv`` and ``out_dir`` optional)::
     patch_size = 224
     max_long_side = 672              # capture grid (used for training and evaluation)
     live_max_long_side = 672
+    max_short_side = 448             # both grids; 0 = no cap (schema 3: a 4:3 still in 2 rows)
     pooling = "attention"            # attention | mean | max
     reason_pooling = "bag"           # bag | bag_mean_max (input of the reason heads)
     trainable_blocks = 0             # > 0: fine-tune the last VGG blocks end to end (GPU)
@@ -66,6 +67,7 @@ class TrainConfig:
     patch_size: int = 224
     max_long_side: int = 672
     live_max_long_side: int = 672
+    max_short_side: int = 448
     max_patches: int = 64
     pooling: str = "attention"
     reason_pooling: str = "bag"
@@ -114,6 +116,8 @@ class TrainConfig:
             problems.append("patch_size: must be >= 8")
         if self.max_long_side < self.patch_size or self.live_max_long_side < self.patch_size:
             problems.append("max_long_side / live_max_long_side: must be >= patch_size")
+        if self.max_short_side and self.max_short_side < self.patch_size:
+            problems.append("max_short_side: must be 0 (no cap) or >= patch_size")
         if not 0 <= self.trainable_blocks <= 5:
             problems.append("trainable_blocks: must be 0..5")
         if len(self.levels) < 2 or not 1 < self.acceptable_level <= len(self.levels):
@@ -133,12 +137,20 @@ class TrainConfig:
 
     @property
     def train_grid(self) -> GridSpec:
-        return GridSpec(max_long_side=self.max_long_side, max_patches=self.max_patches)
+        return GridSpec(
+            max_long_side=self.max_long_side,
+            max_patches=self.max_patches,
+            max_short_side=self.max_short_side or None,
+        )
 
     def tiling(self) -> TilingSpec:
         return TilingSpec(
             patch_size=self.patch_size,
-            live=GridSpec(max_long_side=self.live_max_long_side, max_patches=self.max_patches),
+            live=GridSpec(
+                max_long_side=self.live_max_long_side,
+                max_patches=self.max_patches,
+                max_short_side=self.max_short_side or None,
+            ),
             capture=self.train_grid,
         )
 

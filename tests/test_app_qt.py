@@ -37,8 +37,6 @@ from desktop_app.qt.windows.main_window import MainWindow
 WAIT_MS = 15_000
 
 
-
-
 class StillCamera:
     """A camera for machines without one (CI): a replayed folder's frames, labelled as a camera
     (``camera``) so the submit rule treats its captures as real. Everything else is the replay

@@ -36,6 +36,18 @@ def test_layout_downscales_large_frames_and_never_enlarges_beyond_patch() -> Non
     assert small.resized_hw == (224, 336)
 
 
+def test_a_short_side_cap_keeps_a_4_3_still_to_two_rows_and_leaves_training_photos_alone() -> None:
+    capped = GridSpec(max_long_side=672, max_short_side=448)
+    still = plan_layout(3000, 4000, 224, capped)
+    assert still.resized_hw == (448, 597) and (still.rows, still.cols) == (2, 3)
+    assert plan_layout(3000, 4000, 224, GridSpec(max_long_side=672)).n == 9
+    # a 640x320 DermNet photo, a 512x384 FUSeg photo and a 16:9 webcam frame: as without the cap
+    for height, width in ((320, 640), (384, 512), (720, 1280)):
+        a = plan_layout(height, width, 224, capped)
+        b = plan_layout(height, width, 224, GridSpec(max_long_side=672))
+        assert (a.resized_hw, a.ys, a.xs) == (b.resized_hw, b.ys, b.xs)
+
+
 def test_layout_respects_patch_budget() -> None:
     layout = plan_layout(300, 30000, 32, GridSpec(max_long_side=30000, max_patches=20))
     assert layout.n <= 20

@@ -98,9 +98,7 @@ def test_two_queues_on_one_store_send_each_capture_once(tmp_path: Path) -> None:
     queue_a, queue_b = SubmissionQueue(first, target), SubmissionQueue(second, target)
     for capture_id in ids:
         queue_a.enqueue(capture_id)
-    workers = [
-        threading.Thread(target=queue.process_pending) for queue in (queue_a, queue_b) * 2
-    ]
+    workers = [threading.Thread(target=queue.process_pending) for queue in (queue_a, queue_b) * 2]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -16,6 +16,7 @@ from model_export_helpers import write_config, write_dataset  # noqa: E402
 
 from desktop_app.core.image_io import load_rgb  # noqa: E402
 from desktop_app.core.inference import QualityEngine  # noqa: E402
+from desktop_app.core.model_meta import SCHEMA_VERSION  # noqa: E402
 from desktop_app.core.tiling import (  # noqa: E402
     image_to_patches,
     normalise_patches,
@@ -81,7 +82,7 @@ def test_engine_score_equals_pytorch(exported: Path, workdir: Path) -> None:
     engine = QualityEngine(exported / "export" / "tiny-fp32.onnx", "cpu", intra_op_threads=2)
     report = json.loads((exported / "eval" / "report.json").read_text())
     assert engine.meta.precision == "fp32"
-    assert engine.splits_bags and engine.meta.schema_version == 2
+    assert engine.splits_bags and engine.meta.schema_version == SCHEMA_VERSION
     assert engine.threshold == pytest.approx(report["threshold"]["value"])
     assert engine.meta.reason_names == ("blur", "dark")
     assert engine.meta.tiling.patch_size == 32

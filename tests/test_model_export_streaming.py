@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from desktop_app.core.model_meta import ModelMeta  # noqa: E402
+from desktop_app.core.model_meta import SCHEMA_VERSION, ModelMeta  # noqa: E402
 from model_export.export.onnx_graph import export_onnx, output_names  # noqa: E402
 from model_export.model.features import build_trunk  # noqa: E402
 from model_export.model.network import DESCRIPTOR_DIM, PatchMILQualityNet, QualityHead  # noqa: E402
@@ -190,7 +190,7 @@ def test_the_seam_splits_bags_with_the_same_outputs(plain_model: Path, tmp_path:
     result = seam_existing_file(source, target, images)
     assert result["max_abs_output_diff"] <= 1e-5 and result["split_bags_checked"] >= 1
     engine = QualityEngine(target, providers="cpu", intra_op_threads=2)
-    assert engine.splits_bags and engine.meta.schema_version == 2
+    assert engine.splits_bags and engine.meta.schema_version == SCHEMA_VERSION
     assert engine.meta.graph_io.has_seam
     with pytest.raises(SeamError, match="already"):
         open_seam(onnx.load(str(target)), "anything", 4)

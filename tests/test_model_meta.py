@@ -10,6 +10,7 @@ from onnx_factory import build_graph, make_meta, write_model
 from desktop_app.core.inference import QualityEngine
 from desktop_app.core.model_meta import (
     SEAM_GRAPH_IO,
+    GridSpec,
     ModelContractError,
     ModelMeta,
     OrdinalSpec,
@@ -135,3 +136,22 @@ def test_a_declared_seam_must_be_in_the_graph(tmp_path: Path) -> None:
         ModelMeta.from_json(make_meta(graph_io=half).to_json())
     with pytest.raises(ModelContractError, match="needs metadata schema version 2"):
         ModelMeta.from_json(make_meta(schema_version=1).to_json())
+
+
+def test_a_short_side_cap_needs_schema_3_and_is_left_out_of_records_without_one() -> None:
+    capped_tiling = dataclasses.replace(
+        make_meta().tiling, capture=GridSpec(max_long_side=128, max_short_side=64)
+    )
+    capped = make_meta(tiling=capped_tiling, schema_version=3)
+    assert ModelMeta.from_json(capped.to_json()) == capped
+    with pytest.raises(ModelContractError, match="needs metadata schema version 3"):
+        ModelMeta.from_json(make_meta(tiling=capped_tiling).to_json())
+    too_small = dataclasses.replace(
+        capped_tiling, capture=GridSpec(max_long_side=128, max_short_side=16)
+    )
+    with pytest.raises(ModelContractError, match="short side is smaller than one patch"):
+        ModelMeta.from_json(make_meta(tiling=too_small, schema_version=3).to_json())
+    # a schema 2 record stays readable by apps that do not know the field
+    plain = json.loads(make_meta().to_json())
+    assert "max_short_side" not in plain["tiling"]["capture"]
+    assert ModelMeta.from_json(json.dumps(plain)).tiling.capture.max_short_side is None

@@ -168,9 +168,7 @@ def test_exif_is_an_allow_list_and_jfif_thumbnails_go(store: CaptureStore) -> No
     thumb = bytes([200, 10, 10]) * 4
     jfif = b"JFIF\0\x01\x02\x00\x00\x01\x00\x01\x02\x02" + thumb
     jfxx = b"JFXX\0\x13" + b"\x02\x02" + thumb
-    segments = b"".join(
-        b"\xff\xe0" + (len(p) + 2).to_bytes(2, "big") + p for p in (jfif, jfxx)
-    )
+    segments = b"".join(b"\xff\xe0" + (len(p) + 2).to_bytes(2, "big") + p for p in (jfif, jfxx))
     data = data[:2] + segments + data[2:]
     record = store.add(decode_rgb(data), make_info(source="hotfolder:/x/b.jpg"), encoded=data)
     stored = record.image_path.read_bytes()

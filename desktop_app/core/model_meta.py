@@ -30,6 +30,12 @@ trunk in parts (at the same time, on separate cores) and pooled once:
 * output ``descriptors``   float32 ``[N, D]`` - the trunk descriptors of ``patches``.
 
 A schema 1 file (no seam) is still read; it is then run in one piece.
+
+Schema version 3 adds an optional short-side cap to a grid (``GridSpec.max_short_side``), so a
+4:3 camera still can be shrunk to the scale of the 4:3 photos the model was trained on. An
+older app cannot honour the cap, so a record that sets one must be schema 3 (older apps then
+refuse the file instead of tiling it differently). An unset cap is left out of the JSON, so a
+schema 1 or 2 record rewritten by this version (``seam``, ``retile``) reads as before.
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METADATA_KEY = "skin_capture_assist.model_meta"
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+SHORT_SIDE_SCHEMA_VERSION = 3
 
 REASON_NAMES_V1: tuple[str, ...] = (
     "blur",
@@ -103,7 +110,8 @@ class InputSpec:
 class GridSpec:
     """How one image is resized and tiled into overlapping patches (see ``core.tiling``).
 
-    The image is scaled by ``min(1, max_long_side / long_side)`` (never enlarged, except that the
+    The image is scaled by ``min(1, max_long_side / long_side, max_short_side / short_side)``
+    (the last term only when ``max_short_side`` is set, schema 3; never enlarged, except that the
     short side is brought up to ``patch_size`` when smaller), then covered by
     ``ceil(H / P) x ceil(W / P)`` patches of P x P pixels, spaced evenly from edge to edge so that
     neighbours overlap instead of the image being padded, stretched or cropped.
@@ -111,6 +119,7 @@ class GridSpec:
 
     max_long_side: int
     max_patches: int = 64
+    max_short_side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,7 @@ class DecisionSpec:
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """Everything the app needs to run and trust a quality model (schema version 1 or 2)."""
+    """Everything the app needs to run and trust a quality model (schema version 1, 2 or 3)."""
 
     model_name: str
     model_version: str
@@ -164,7 +173,12 @@ class ModelMeta:
 
     # ---- serialisation -------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        record = dataclasses.asdict(self)
+        for grid in ("live", "capture"):
+            # Left out when unset, so a record without a cap reads in apps older than schema 3.
+            if record["tiling"][grid]["max_short_side"] is None:
+                del record["tiling"][grid]["max_short_side"]
+        return json.dumps(record, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> ModelMeta:
@@ -224,6 +238,14 @@ class ModelMeta:
                 problems.append(f"{name} grid long side is smaller than one patch")
             if grid.max_patches < 1:
                 problems.append(f"{name} grid allows no patches")
+            if grid.max_short_side is not None:
+                if grid.max_short_side < self.tiling.patch_size:
+                    problems.append(f"{name} grid short side is smaller than one patch")
+                if self.schema_version < SHORT_SIDE_SCHEMA_VERSION:
+                    problems.append(
+                        f"a {name} grid short-side cap needs metadata schema version "
+                        f"{SHORT_SIDE_SCHEMA_VERSION}"
+                    )
         if self.ordinal.k < 2:
             problems.append("fewer than two ordinal levels")
         if not 1 < self.ordinal.acceptable_level <= self.ordinal.k:

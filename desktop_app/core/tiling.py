@@ -50,6 +50,8 @@ def plan_layout(height: int, width: int, patch_size: int, grid: GridSpec) -> Pat
     if height < 1 or width < 1:
         raise ValueError(f"image has no pixels ({width}x{height})")
     scale = min(1.0, grid.max_long_side / max(height, width))
+    if grid.max_short_side is not None:
+        scale = min(scale, grid.max_short_side / min(height, width))
     if min(height, width) * scale < patch_size:
         scale = patch_size / min(height, width)
     rh = max(patch_size, round(height * scale))

@@ -189,7 +189,13 @@ def _method_section(meta: ModelMeta, config: TrainConfig, payload: dict[str, Any
         "",
         "- Tiling (outside the graph, shared with the app: `desktop_app/core/tiling.py`): the "
         f"image is scaled down (never up) to a long side of {tiling.capture.max_long_side} px "
-        f"(capture) or {tiling.live.max_long_side} px (live preview) and covered edge to edge by "
+        f"(capture) or {tiling.live.max_long_side} px (live preview)"
+        + (
+            f", and its short side to at most {tiling.capture.max_short_side} px,"
+            if tiling.capture.max_short_side is not None
+            else ""
+        )
+        + " and covered edge to edge by "
         f"overlapping {tiling.patch_size}x{tiling.patch_size} patches (no padding, stretching or "
         "cropping); each patch's centre (x, y) in [-1, 1] is a second input.",
         f"- Trunk: VGG16 configuration D convolutions, {weights_text}; {trunk_text}. Patch "

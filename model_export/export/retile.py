@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from desktop_app.core.model_meta import GridSpec, ModelMeta, TilingSpec
+from desktop_app.core.model_meta import (
+    SHORT_SIDE_SCHEMA_VERSION,
+    GridSpec,
+    ModelMeta,
+    TilingSpec,
+)
 from desktop_app.core.tiling import plan_layout
 from model_export.model.onnx_files import add_rewrite_arguments, checked_replacement
 
@@ -46,22 +51,35 @@ class RetileReport:
     max_abs_output_diff: float
 
 
-def retiled_meta(
-    meta: ModelMeta, version: str, capture_long_side: int | None, live_long_side: int | None
-) -> ModelMeta:
-    """``meta`` with new grid long sides and ``version``; the change is recorded in
-    ``validation_metrics['retiled']`` so the provenance of the numbers stays with the file."""
+@dataclass(frozen=True)
+class GridChange:
+    """New grid sizes in pixels; ``None`` keeps the file's own value."""
+
+    capture_long_side: int | None = None
+    live_long_side: int | None = None
+    capture_short_side: int | None = None
+    live_short_side: int | None = None
+
+    def applied(self, grid: GridSpec, name: GridName) -> GridSpec:
+        long_side = getattr(self, f"{name}_long_side")
+        short_side = getattr(self, f"{name}_short_side")
+        return GridSpec(
+            max_long_side=long_side or grid.max_long_side,
+            max_patches=grid.max_patches,
+            max_short_side=short_side or grid.max_short_side,
+        )
+
+
+def retiled_meta(meta: ModelMeta, version: str, change: GridChange) -> ModelMeta:
+    """``meta`` with the new grid sizes and ``version``; the change is recorded in
+    ``validation_metrics['retiled']`` so the provenance of the numbers stays with the file. A
+    short-side cap lifts the record to schema 3 (older apps then refuse the file instead of
+    tiling it without the cap)."""
     tiling = meta.tiling
     new_tiling = TilingSpec(
         patch_size=tiling.patch_size,
-        live=GridSpec(
-            max_long_side=live_long_side or tiling.live.max_long_side,
-            max_patches=tiling.live.max_patches,
-        ),
-        capture=GridSpec(
-            max_long_side=capture_long_side or tiling.capture.max_long_side,
-            max_patches=tiling.capture.max_patches,
-        ),
+        live=change.applied(tiling.live, "live"),
+        capture=change.applied(tiling.capture, "capture"),
         resize_interpolation=tiling.resize_interpolation,
     )
     metrics = dict(meta.validation_metrics)
@@ -69,10 +87,19 @@ def retiled_meta(
         "from_version": meta.model_version,
         "capture_max_long_side_was": tiling.capture.max_long_side,
         "live_max_long_side_was": tiling.live.max_long_side,
+        "capture_max_short_side_was": tiling.capture.max_short_side,
+        "live_max_short_side_was": tiling.live.max_short_side,
         "note": "same weights; every photo behind these numbers keeps its patches",
     }
+    capped = new_tiling.live.max_short_side or new_tiling.capture.max_short_side
     new_meta = dataclasses.replace(
-        meta, model_version=version, tiling=new_tiling, validation_metrics=metrics
+        meta,
+        model_version=version,
+        tiling=new_tiling,
+        validation_metrics=metrics,
+        schema_version=(
+            max(meta.schema_version, SHORT_SIDE_SCHEMA_VERSION) if capped else meta.schema_version
+        ),
     )
     new_meta.validate()
     return new_meta
@@ -101,11 +128,11 @@ def retile_existing_file(
     target: Path,
     version: str,
     check_images: list[Path],
-    capture_long_side: int | None = None,
-    live_long_side: int | None = None,
+    change: GridChange,
     max_scored: int = 16,
 ) -> RetileReport:
-    """Write ``source`` with the new grid(s) and ``version`` to ``target`` (may be ``source``).
+    """Write ``source`` with the grid ``change`` and ``version`` to ``target`` (may be
+    ``source``).
 
     Nothing is written when any check image would be tiled differently (its numbers would no
     longer describe the file) or when the new file's outputs differ from the old one's on the
@@ -118,7 +145,7 @@ def retile_existing_file(
     if not check_images:
         raise RetileError("give the photos the file's numbers were measured on (--check-images)")
     original = QualityEngine(source, providers="cpu")
-    new_meta = retiled_meta(original.meta, version, capture_long_side, live_long_side)
+    new_meta = retiled_meta(original.meta, version, change)
     sizes = {}
     for path in check_images:
         image = load_rgb(path)
@@ -158,13 +185,19 @@ def add_parser(subparsers: Any) -> None:
     """The ``retile`` subcommand."""
     parser = subparsers.add_parser(
         "retile",
-        help="change an exported model's grid long sides (metadata only), refused unless every "
+        help="change an exported model's grid sizes (metadata only), refused unless every "
         "check photo keeps its patches",
     )
     add_rewrite_arguments(parser)
     parser.add_argument("--version", required=True, help="model version of the rewritten file")
     parser.add_argument("--capture-long-side", type=int, help="new capture grid long side (px)")
     parser.add_argument("--live-long-side", type=int, help="new live grid long side (px)")
+    parser.add_argument(
+        "--capture-short-side",
+        type=int,
+        help="cap the capture grid's short side too (px; schema 3): 448 puts a 4:3 still in 2 rows",
+    )
+    parser.add_argument("--live-short-side", type=int, help="cap the live grid's short side (px)")
     parser.add_argument(
         "--check-images",
         type=Path,
@@ -185,8 +218,12 @@ def _run(args: Any) -> int:
         args.out,
         args.version,
         images,
-        capture_long_side=args.capture_long_side,
-        live_long_side=args.live_long_side,
+        GridChange(
+            capture_long_side=args.capture_long_side,
+            live_long_side=args.live_long_side,
+            capture_short_side=args.capture_short_side,
+            live_short_side=args.live_short_side,
+        ),
         max_scored=args.max_scored,
     )
     print(

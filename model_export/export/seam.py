@@ -112,13 +112,13 @@ def _separate_bag_length(graph: onnx.GraphProto) -> None:
 
 
 def with_seam_metadata(model: onnx.ModelProto) -> ModelMeta:
-    """Rewrite ``model``'s metadata record (in place) to schema 2 with the seam named; returns
-    the new record."""
+    """Rewrite ``model``'s metadata record (in place) to schema 2 (or the record's own, if
+    newer) with the seam named; returns the new record."""
     props = {p.key: p.value for p in model.metadata_props}
     meta = ModelMeta.from_json(props.get(METADATA_KEY))
     new_meta = dataclasses.replace(
         meta,
-        schema_version=2,
+        schema_version=max(meta.schema_version, 2),
         graph_io=dataclasses.replace(
             meta.graph_io,
             input_prior_descriptors=SEAM_GRAPH_IO.input_prior_descriptors,

@@ -197,6 +197,7 @@ class FeatureCache:
         key = (
             f"v{CACHE_FORMAT}-trunk{self.trunk_hash[:16]}-p{patch_size}"
             f"-L{grid.max_long_side}-M{grid.max_patches}"
+            + (f"-S{grid.max_short_side}" if grid.max_short_side is not None else "")
         )
         self.dir = Path(root) / key
         self.dir.mkdir(parents=True, exist_ok=True)
