@@ -23,7 +23,9 @@ rated2 out-of-family with inner-fold thresholds, the reverse direction, leave-on
 5-fold grouped in-family CV), run for the head alone and for each side branch.
 
 From the repository root: ``python docs/experiments/2026-12-04-spatial-descriptors/run.py
-/tmp/c5 [variant ...]`` (variants: head, peak, edge, both). Writes ``result-<variant>.json``.
+/tmp/c5 [variant ...]`` (variants: head, peak, edge, both); the first argument is the scratch
+folder the conv5 experiment's ``run.py`` filled (``v150-fp32.onnx`` and ``cache.npz``), so run
+that first. Writes ``result-<variant>.json`` beside this script.
 """
 
 from __future__ import annotations
